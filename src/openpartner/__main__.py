@@ -1,0 +1,3 @@
+from openpartner.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""Accounts and access: API keys (secret and publishable), scopes, the request principal."""

@@ -1,0 +1,121 @@
+"""API keys: creation (token shown once), authentication by hash, revocation, bootstrap."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass
+from datetime import timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from openpartner.accounts.models import ApiKey
+from openpartner.accounts.scopes import PUBLISHABLE_SCOPES, SCOPES, Principal
+from openpartner.core.errors import NotFound, Unauthorized, ValidationFailed
+from openpartner.core.ids import new_id, random_token
+from openpartner.core.time import utc_now
+from openpartner.programs.models import Program
+
+TOKEN_PREFIX = {"secret": "op_sk_", "publishable": "op_pk_"}
+ADMIN_KEY_ID = "key_env_admin"
+# Writing last_used_at on every request would turn reads into writes; a minute is precise enough.
+LAST_USED_RESOLUTION = timedelta(seconds=60)
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class CreatedKey:
+    key: ApiKey
+    token: str
+
+
+def create_key(
+    session: Session,
+    *,
+    kind: str,
+    scopes: list[str],
+    name: str = "",
+    is_admin: bool = False,
+    program_id: str | None = None,
+    partner_id: str | None = None,
+) -> CreatedKey:
+    unknown = sorted(set(scopes) - SCOPES)
+    if unknown:
+        raise ValidationFailed(f"Unknown scopes: {', '.join(unknown)}.", code="unknown_scope")
+    if kind == "publishable":
+        if is_admin or not set(scopes) <= PUBLISHABLE_SCOPES:
+            raise ValidationFailed(
+                "Publishable keys may only hold events:write.", code="invalid_publishable_scope"
+            )
+        if program_id is None:
+            raise ValidationFailed(
+                "A publishable key must belong to a program.", code="program_required"
+            )
+    if program_id is not None and session.get(Program, program_id) is None:
+        raise NotFound(f"Program {program_id} not found.")
+    token = TOKEN_PREFIX[kind] + random_token(24)
+    key = ApiKey(
+        id=new_id("key"),
+        kind=kind,
+        name=name,
+        token_hash=hash_token(token),
+        display_prefix=token[:10],
+        is_admin=is_admin,
+        scopes=sorted(set(scopes)),
+        program_id=program_id,
+        partner_id=partner_id,
+    )
+    session.add(key)
+    session.flush()
+    return CreatedKey(key=key, token=token)
+
+
+def authenticate(session: Session, token: str | None, admin_api_key: str | None) -> Principal:
+    if not token:
+        raise Unauthorized("An API key is required.", code="missing_api_key")
+    if admin_api_key and hmac.compare_digest(token.encode(), admin_api_key.encode()):
+        return Principal(key_id=ADMIN_KEY_ID, kind="secret", is_admin=True)
+    if not token.startswith(tuple(TOKEN_PREFIX.values())):
+        raise Unauthorized("Invalid API key.")
+    # Lookup is by the SHA-256 of a high-entropy token, so timing reveals nothing useful.
+    key = session.scalar(sa.select(ApiKey).where(ApiKey.token_hash == hash_token(token)))
+    if key is None:
+        raise Unauthorized("Invalid API key.")
+    if key.revoked_at is not None:
+        raise Unauthorized("This API key has been revoked.", code="revoked_api_key")
+    now = utc_now()
+    if key.last_used_at is None or now - key.last_used_at > LAST_USED_RESOLUTION:
+        key.last_used_at = now
+    return Principal(
+        key_id=key.id,
+        kind=key.kind,
+        is_admin=key.is_admin,
+        scopes=frozenset(key.scopes),
+        program_id=key.program_id,
+        partner_id=key.partner_id,
+    )
+
+
+def revoke_key(session: Session, key_id: str) -> ApiKey:
+    key = session.get(ApiKey, key_id)
+    if key is None:
+        raise NotFound(f"API key {key_id} not found.")
+    if key.revoked_at is None:
+        key.revoked_at = utc_now()
+    return key
+
+
+def ensure_bootstrap_key(session: Session) -> str | None:
+    """On the very first start with no admin key anywhere, create one and return its token
+    (to be printed once). Returns None when an admin key already exists."""
+    exists = session.scalar(
+        sa.select(sa.func.count()).select_from(ApiKey).where(ApiKey.is_admin.is_(True))
+    )
+    if exists:
+        return None
+    created = create_key(session, kind="secret", scopes=[], name="bootstrap admin", is_admin=True)
+    return created.token

@@ -1,0 +1,1 @@
+"""The HTTP API: app factory, error rendering, request plumbing shared by every domain's routes."""

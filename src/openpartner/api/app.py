@@ -1,0 +1,57 @@
+"""The API application factory."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy.orm import Session, sessionmaker
+
+from openpartner import __version__
+from openpartner.accounts.api import router as api_keys_router
+from openpartner.api import errors
+from openpartner.api.limits import BodyLimit
+from openpartner.db.session import session_factory
+from openpartner.links.api import router as links_router
+from openpartner.partners.api import router as partners_router
+from openpartner.programs.api import router as programs_router
+from openpartner.settings import Settings, get_settings
+
+DESCRIPTION = """Partner attribution and payouts with exact money and replayable attribution.
+
+Authenticate with `Authorization: Bearer op_sk_…` or `X-API-Key: op_sk_…`.
+Errors are RFC 9457 `application/problem+json` with a stable `code`."""
+
+
+def create_app(
+    settings: Settings | None = None, sessions: sessionmaker[Session] | None = None
+) -> FastAPI:
+    settings = settings or get_settings()
+    app = FastAPI(
+        title="OpenPartner API",
+        version=__version__,
+        description=DESCRIPTION,
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    app.state.settings = settings
+    app.state.sessionmaker = sessions or session_factory()
+    errors.install(app)
+    for router in (programs_router, partners_router, links_router, api_keys_router):
+        app.include_router(router)
+
+    @app.get("/health", tags=["operations"])
+    def health() -> dict[str, str]:
+        return {"status": "ok", "version": __version__}
+
+    @app.get("/ready", tags=["operations"])
+    def ready(request: Request) -> JSONResponse:
+        try:
+            with request.app.state.sessionmaker() as session:
+                session.execute(sa.text("SELECT 1"))
+        except sa.exc.SQLAlchemyError:
+            return JSONResponse({"status": "unavailable", "database": "unreachable"}, 503)
+        return JSONResponse({"status": "ready", "database": "ok"})
+
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    return app

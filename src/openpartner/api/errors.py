@@ -1,0 +1,98 @@
+"""Render every client error as RFC 9457 ``application/problem+json``; never a bare 500 for
+something a client sent."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import IntegrityError, OperationalError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from openpartner.core.errors import (
+    BadRequest,
+    Conflict,
+    OpenPartnerError,
+    ServiceUnavailable,
+    ValidationFailed,
+)
+
+log = logging.getLogger(__name__)
+PROBLEM = "application/problem+json"
+
+
+def problem_response(error: OpenPartnerError, request: Request) -> JSONResponse:
+    return JSONResponse(
+        error.problem(instance=request.url.path),
+        status_code=error.status,
+        media_type=PROBLEM,
+        headers=error.headers,
+    )
+
+
+def _field_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
+    out = []
+    for err in exc.errors():
+        out.append(
+            {
+                "loc": [str(part) for part in err.get("loc", ())],
+                "msg": str(err.get("msg", "")),
+                "type": str(err.get("type", "")),
+            }
+        )
+    return out
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(OpenPartnerError)
+    async def _domain(request: Request, exc: OpenPartnerError) -> JSONResponse:
+        return problem_response(exc, request)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = _field_errors(exc)
+        if any(e["type"] == "json_invalid" for e in errors):
+            error: OpenPartnerError = BadRequest(
+                "The request body is not valid JSON.", code="malformed_json", errors=errors
+            )
+        else:
+            error = ValidationFailed("The request is not valid.", errors=errors)
+        return problem_response(error, request)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        error = OpenPartnerError(str(exc.detail), code=_http_code(exc.status_code))
+        body = error.problem(instance=request.url.path)
+        body.update(status=exc.status_code, title=str(exc.detail))
+        return JSONResponse(
+            body, status_code=exc.status_code, media_type=PROBLEM, headers=exc.headers
+        )
+
+    @app.exception_handler(IntegrityError)
+    async def _integrity(request: Request, exc: IntegrityError) -> JSONResponse:
+        # Services check uniqueness first; this catches the race between check and commit.
+        log.info("integrity conflict on %s: %s", request.url.path, exc.orig)
+        return problem_response(
+            Conflict("The resource conflicts with an existing one.", code="duplicate"), request
+        )
+
+    @app.exception_handler(OperationalError)
+    async def _db_down(request: Request, exc: OperationalError) -> JSONResponse:
+        log.warning("database unavailable on %s: %s", request.url.path, exc.orig)
+        return problem_response(
+            ServiceUnavailable(
+                "The database is unavailable; retry later.",
+                code="database_unavailable",
+                headers={"Retry-After": "1"},
+            ),
+            request,
+        )
+
+
+def _http_code(status: int) -> str:
+    return {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}.get(
+        status, "http_error"
+    )

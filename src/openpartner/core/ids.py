@@ -1,0 +1,62 @@
+"""Prefixed, time-sortable, unguessable identifiers: ``prg_01JD3...``.
+
+26 Crockford base32 characters: 48 bits of milliseconds (so ids sort by creation time, which
+keyset pagination relies on) followed by 80 random bits from ``secrets`` (so they cannot be
+guessed or enumerated).
+"""
+
+from __future__ import annotations
+
+import secrets
+
+from openpartner.core.time import utc_now
+
+_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+PREFIXES = frozenset(
+    {
+        "prg",
+        "ptn",
+        "lnk",
+        "key",
+        "clk",
+        "vis",
+        "idn",
+        "evt",
+        "tch",
+        "deal",
+        "att",
+        "cfg",
+        "com",
+        "led",
+        "pay",
+        "run",
+        "job",
+        "cpn",
+        "whk",
+        "rul",
+        "adj",
+        "aud",
+    }
+)
+
+
+def _encode(value: int, length: int) -> str:
+    chars = []
+    for _ in range(length):
+        chars.append(_ALPHABET[value & 31])
+        value >>= 5
+    return "".join(reversed(chars))
+
+
+def new_id(prefix: str) -> str:
+    if prefix not in PREFIXES:
+        raise ValueError(f"unknown id prefix {prefix!r}")
+    millis = int(utc_now().timestamp() * 1000)
+    body = (millis << 80) | secrets.randbits(80)
+    return f"{prefix}_{_encode(body, 26)}"
+
+
+def random_token(nbytes: int = 24) -> str:
+    """URL-safe random string for secrets such as API keys and link keys."""
+    return secrets.token_urlsafe(nbytes)

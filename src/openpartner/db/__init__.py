@@ -1,0 +1,1 @@
+"""Database layer: engine, session (the edge owns the transaction), declarative base, migrations."""

@@ -1,0 +1,1 @@
+"""Partners: the people and companies who share links and earn commissions."""

@@ -1,0 +1,1 @@
+"""Programs: a merchant's partner program and its tracking and attribution settings."""

@@ -1,0 +1,65 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import Field
+
+from openpartner.api.schemas import Metadata, RequestModel, ResponseModel
+
+AttributionModelName = Literal[
+    "last_click", "first_click", "linear", "partner_equal", "position", "time_decay", "role_based"
+]
+ParamName = Field(default=None, pattern=r"^[A-Za-z0-9_-]{1,64}$")
+
+
+class ProgramCreate(RequestModel):
+    name: str = Field(min_length=1, max_length=200)
+    currency: str = Field(pattern=r"^[A-Za-z]{3}$")
+    default_destination_url: str = Field(max_length=2048)
+    allowed_domains: list[str] | None = Field(default=None, max_length=50)
+    """Defaults to the host of ``default_destination_url``."""
+    allowed_origins: list[str] = Field(default_factory=list, max_length=50)
+    attribution_window_days: int = Field(default=60, ge=1, le=365)
+    attribution_model: AttributionModelName = "last_click"
+    cookie_lifetime_days: int = Field(default=60, ge=1, le=400)
+    cookie_domain: str | None = Field(default=None, max_length=253)
+    cookie_name: str | None = ParamName
+    click_param: str | None = ParamName
+    velocity_limit_per_minute: int = Field(default=20, ge=1, le=100_000)
+    metadata: Metadata = Field(default_factory=dict)
+
+
+class ProgramUpdate(RequestModel):
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    default_destination_url: str | None = Field(default=None, max_length=2048)
+    allowed_domains: list[str] | None = Field(default=None, max_length=50)
+    allowed_origins: list[str] | None = Field(default=None, max_length=50)
+    attribution_window_days: int | None = Field(default=None, ge=1, le=365)
+    attribution_model: AttributionModelName | None = None
+    cookie_lifetime_days: int | None = Field(default=None, ge=1, le=400)
+    cookie_domain: str | None = Field(default=None, max_length=253)
+    cookie_name: str | None = ParamName
+    click_param: str | None = ParamName
+    velocity_limit_per_minute: int | None = Field(default=None, ge=1, le=100_000)
+    metadata: Metadata | None = None
+
+
+class ProgramOut(ResponseModel):
+    id: str
+    name: str
+    currency: str
+    default_destination_url: str
+    allowed_domains: list[str]
+    allowed_origins: list[str]
+    attribution_window_days: int
+    attribution_model: str
+    cookie_lifetime_days: int
+    cookie_domain: str | None
+    cookie_name: str
+    click_param: str
+    velocity_limit_per_minute: int
+    archived: bool
+    metadata: dict[str, Any] = Field(validation_alias="metadata_")
+    created_at: datetime
+    updated_at: datetime

@@ -1,0 +1,53 @@
+"""The one typed settings object. Every option has a safe default for the embedded setup
+(SQLite in ``./data``) and is documented in ``.env.example``."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    data_dir: Path = Field(
+        default=Path("data"), description="Local folder for the SQLite file etc."
+    )
+    database_url: str = Field(
+        default="",
+        description="SQLAlchemy URL. Empty means sqlite:///<data_dir>/openpartner.db; "
+        "postgresql+psycopg://user@host/db switches to PostgreSQL.",
+    )
+    admin_api_key: SecretStr | None = Field(default=None, description="Bootstrap admin key.")
+    secret_key: SecretStr | None = Field(
+        default=None,
+        description="Server secret for keyed hashes (IPs, emails). Empty: generated once into "
+        "<data_dir>/secret_key.",
+    )
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    api_workers: int = 1
+    router_host: str = "127.0.0.1"
+    router_port: int = 8001
+    router_workers: int = 1
+    max_body_bytes: int = Field(default=2 * 1024 * 1024, ge=1024)
+    page_size_max: int = Field(default=200, ge=1)
+    log_level: str = "info"
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'openpartner.db').as_posix()}"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.effective_database_url.startswith("sqlite")
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
