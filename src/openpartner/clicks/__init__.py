@@ -1,0 +1,1 @@
+"""Clicks: the raw, append-only record of every visit through a partner link."""
