@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import secrets
+from datetime import datetime
 
 from sqlalchemy.orm import Session
 
 from openpartner.accounts.scopes import Principal
 from openpartner.accounts.service import create_key
+from openpartner.clicks.models import Click
+from openpartner.core.ids import new_id
+from openpartner.core.time import utc_now
 from openpartner.links.models import Link
 from openpartner.links.schemas import LinkCreate
 from openpartner.links.service import create_link
@@ -83,3 +87,32 @@ def make_key(
     return create_key(
         session, kind=kind, scopes=scopes, program_id=program_id, is_admin=is_admin
     ).token
+
+
+def make_click(
+    session: Session,
+    *,
+    link: Link,
+    at: datetime | None = None,
+    bot: bool = False,
+    duplicate: bool = False,
+    velocity: bool = False,
+    revoked: bool = False,
+) -> Click:
+    """A click as the router would have written it."""
+    click = Click(
+        id=new_id("clk"),
+        link_id=link.id,
+        partner_id=link.partner_id,
+        program_id=link.program_id,
+        clicked_at=at or utc_now(),
+        ip_hash="0" * 64,
+        visitor_hash="1" * 64,
+        bot=bot,
+        duplicate=duplicate,
+        velocity=velocity,
+        revoked=revoked,
+    )
+    session.add(click)
+    session.flush()
+    return click

@@ -73,7 +73,32 @@ def api(host: str | None, port: int | None, workers: int | None) -> None:
 
 
 # Each entry is one long-running process `up` supervises; later parts add theirs here.
-UP_PROCESSES: list[list[str]] = [["api"]]
+UP_PROCESSES: list[list[str]] = [["api"], ["worker"]]
+
+
+@main.command()
+@click.option("--once", is_flag=True, help="Run the jobs that are due, then exit.")
+@click.option("--poll", default=0.5, show_default=True, help="Seconds between polls when idle.")
+def worker(once: bool, poll: float) -> None:
+    """Run jobs from the database queue (Stripe events, payouts, auto-approval, ...)."""
+    from openpartner.db.session import session_factory
+    from openpartner.worker.queue import run_once, run_until_idle
+
+    sessions = session_factory()
+    if once:
+        click.echo(f"ran {run_until_idle(sessions)} jobs")
+        return
+    stopping = False
+
+    def stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    while not stopping:
+        if not run_once(sessions):
+            time.sleep(poll)
 
 
 @main.command()

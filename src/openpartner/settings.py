@@ -36,6 +36,14 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=2 * 1024 * 1024, ge=1024)
     page_size_max: int = Field(default=200, ge=1)
     log_level: str = "info"
+    event_max_backdate_days: int = Field(default=30, ge=0, le=3650)
+    event_max_future_seconds: int = Field(default=300, ge=0, le=86400)
+    stripe_program_id: str = Field(
+        default="", description="Program that Stripe events belong to when nothing else says."
+    )
+    stripe_webhook_secrets: str = Field(
+        default="", description="Comma-separated whsec_ secrets; several while rotating."
+    )
 
     @property
     def effective_database_url(self) -> str:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import sqlalchemy as sa
+
 from openpartner.core.errors import Forbidden, NotFound
 
 SCOPES = frozenset(
@@ -61,6 +63,10 @@ class Principal:
         if self.program_id is not None and hasattr(model, "program_id"):
             clauses.append(model.program_id == self.program_id)
         if self.partner_id is not None:
-            column = model.id if model.__tablename__ == "partners" else model.partner_id
-            clauses.append(column == self.partner_id)
+            if model.__tablename__ == "partners":
+                clauses.append(model.id == self.partner_id)
+            elif hasattr(model, "partner_id"):
+                clauses.append(model.partner_id == self.partner_id)
+            else:
+                clauses.append(sa.false())  # nothing partner-owned to show
         return clauses

@@ -11,7 +11,12 @@ from openpartner import __version__
 from openpartner.accounts.api import router as api_keys_router
 from openpartner.api import errors
 from openpartner.api.limits import BodyLimit
+from openpartner.coupons.api import router as coupons_router
 from openpartner.db.session import session_factory
+from openpartner.deals.api import router as deals_router
+from openpartner.events.api import router as events_router
+from openpartner.identity.api import router as identity_router
+from openpartner.integrations.stripe.webhook import router as stripe_router
 from openpartner.links.api import router as links_router
 from openpartner.partners.api import router as partners_router
 from openpartner.programs.api import router as programs_router
@@ -37,7 +42,17 @@ def create_app(
     app.state.settings = settings
     app.state.sessionmaker = sessions or session_factory()
     errors.install(app)
-    for router in (programs_router, partners_router, links_router, api_keys_router):
+    for router in (
+        programs_router,
+        partners_router,
+        links_router,
+        api_keys_router,
+        identity_router,
+        events_router,
+        deals_router,
+        coupons_router,
+        stripe_router,
+    ):
         app.include_router(router)
 
     @app.get("/health", tags=["operations"])

@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import AliasChoices, Field
 
 from openpartner.api.schemas import Metadata, RequestModel, ResponseModel
 
@@ -32,6 +32,6 @@ class PartnerOut(ResponseModel):
     name: str
     email: str
     status: str
-    metadata: dict[str, Any] = Field(validation_alias="metadata_")
+    metadata: dict[str, Any] = Field(validation_alias=AliasChoices("metadata_", "metadata"))
     created_at: datetime
     updated_at: datetime

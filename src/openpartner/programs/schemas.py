@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import AliasChoices, Field
 
 from openpartner.api.schemas import Metadata, RequestModel, ResponseModel
 
@@ -60,6 +60,6 @@ class ProgramOut(ResponseModel):
     click_param: str
     velocity_limit_per_minute: int
     archived: bool
-    metadata: dict[str, Any] = Field(validation_alias="metadata_")
+    metadata: dict[str, Any] = Field(validation_alias=AliasChoices("metadata_", "metadata"))
     created_at: datetime
     updated_at: datetime

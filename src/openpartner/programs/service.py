@@ -5,7 +5,7 @@ from urllib.parse import urlsplit
 from sqlalchemy.orm import Session
 
 from openpartner.accounts.scopes import Principal
-from openpartner.core.errors import Forbidden, NotFound
+from openpartner.core.errors import Forbidden, NotFound, ValidationFailed
 from openpartner.core.ids import new_id
 from openpartner.core.money import normalize_currency
 from openpartner.core.urls import normalize_domain, normalize_origin, validate_destination
@@ -84,3 +84,19 @@ def archive_program(session: Session, principal: Principal, program_id: str) -> 
 
 def _domains(values: list[str]) -> list[str]:
     return sorted({normalize_domain(v) for v in values})
+
+
+def program_for(session: Session, principal: Principal, program_id: str | None) -> Program:
+    """The program a write targets: the key's own program when it is bound to one, otherwise
+    the ``program_id`` the client named (required then)."""
+    if principal.program_id is not None:
+        if program_id is not None and program_id != principal.program_id:
+            raise NotFound(f"Program {program_id} not found.")
+        program_id = principal.program_id
+    if program_id is None:
+        raise ValidationFailed(
+            "program_id is required with a key that is not bound to a program.",
+            code="program_required",
+            errors=[{"loc": ["body", "program_id"], "msg": "required", "type": "missing"}],
+        )
+    return get_program(session, principal, program_id)

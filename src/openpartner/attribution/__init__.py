@@ -1,0 +1,1 @@
+"""Attribution: which partner drove which conversion, exactly and replayably."""

@@ -1,0 +1,1 @@
+"""Deals and touchpoints: the B2B flow, where partners touch a deal before it closes."""

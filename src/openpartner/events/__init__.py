@@ -1,0 +1,1 @@
+"""Events: leads, signups, sales, refunds and custom conversions, ingested idempotently."""

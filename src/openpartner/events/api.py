@@ -1,0 +1,80 @@
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import sqlalchemy as sa
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.responses import JSONResponse
+
+from openpartner.api.deps import DbSession, EventsRead, EventsWrite
+from openpartner.api.pagination import Page, paginate
+from openpartner.core.errors import NotFound
+from openpartner.events import service
+from openpartner.events.models import Event
+from openpartner.events.schemas import BatchIn, BatchOut, EventIn, EventOut
+from openpartner.programs.models import Program
+from openpartner.programs.service import program_for
+
+router = APIRouter(prefix="/v1/events", tags=["events"])
+
+
+@router.post("", status_code=201, response_model=EventOut)
+def create_event(
+    body: EventIn,
+    request: Request,
+    session: DbSession,
+    principal: EventsWrite,
+    idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
+) -> JSONResponse:
+    """Record one event. A retry with the same key returns the first response
+    (``Idempotent-Replayed: true``); the same key with another body is a 409."""
+    program = program_for(session, principal, body.program_id)
+    key = service.idempotency_key(body, idempotency_key)
+    done = service.ingest(session, program, body, key, request.app.state.settings)
+    headers = {"Idempotent-Replayed": "true"} if done.replayed else {}
+    return JSONResponse(done.response, status_code=201, headers=headers)
+
+
+@router.post("/batch", response_model=BatchOut)
+def create_events(
+    body: BatchIn, request: Request, session: DbSession, principal: EventsWrite
+) -> dict[str, Any]:
+    """Up to 1,000 events, each with its own ``external_id``; answered per item."""
+    programs: dict[str | None, Program] = {}
+
+    def program_of(program_id: str | None) -> Program:
+        if program_id not in programs:
+            programs[program_id] = program_for(session, principal, program_id)
+        return programs[program_id]
+
+    return service.ingest_batch(session, program_of, body.events, request.app.state.settings)
+
+
+@router.get("", response_model=Page[EventOut])
+def list_events(
+    session: DbSession,
+    principal: EventsRead,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    program_id: Annotated[str | None, Query(max_length=32)] = None,
+    customer_id: Annotated[str | None, Query(max_length=255)] = None,
+    type: Annotated[str | None, Query(max_length=64)] = None,
+) -> dict[str, object]:
+    stmt = sa.select(Event).where(*principal.filters(Event))
+    if program_id:
+        stmt = stmt.where(Event.program_id == program_id)
+    if customer_id:
+        stmt = stmt.where(Event.customer_id == customer_id)
+    if type:
+        stmt = stmt.where(Event.type == type)
+    rows, has_more, next_cursor = paginate(session, stmt, Event.id, limit=limit, cursor=cursor)
+    return {"data": [r.response for r in rows], "has_more": has_more, "next_cursor": next_cursor}
+
+
+@router.get("/{event_id}", response_model=EventOut)
+def get_event(event_id: str, session: DbSession, principal: EventsRead) -> dict[str, Any]:
+    event = session.scalar(sa.select(Event).where(Event.id == event_id))
+    if event is None:
+        raise NotFound(f"Event {event_id} not found.")
+    principal.check_program(event.program_id)
+    return event.response

@@ -1,0 +1,1 @@
+"""Integrations with the outside world: Stripe, and web middleware for merchant sites."""

@@ -1,0 +1,1 @@
+"""Stripe: webhooks in (an event source) and Connect transfers out (payouts)."""

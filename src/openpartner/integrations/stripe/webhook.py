@@ -1,0 +1,63 @@
+"""``POST /v1/integrations/stripe/webhook``: verify the signature with the official library
+(every configured secret, for rotation), store the event once under Stripe's id, and hand it to
+a job. The response never waits for the handling."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import stripe
+from fastapi import APIRouter, Depends, Request
+from sqlalchemy.exc import IntegrityError
+
+from openpartner.api.deps import DbSession
+from openpartner.core.errors import BadRequest, ServiceUnavailable
+from openpartner.integrations.stripe.models import StripeEvent
+from openpartner.worker.queue import enqueue
+
+router = APIRouter(prefix="/v1/integrations/stripe", tags=["stripe"])
+
+
+def verify(payload: bytes, signature: str | None, secrets: list[str]) -> dict[str, Any]:
+    if not secrets:
+        raise ServiceUnavailable(
+            "Stripe webhooks are not configured (STRIPE_WEBHOOK_SECRETS).", code="not_configured"
+        )
+    if not signature:
+        raise BadRequest("The Stripe-Signature header is missing.", code="missing_signature")
+    for secret in secrets:
+        try:
+            event = stripe.Webhook.construct_event(payload, signature, secret)
+        except stripe.SignatureVerificationError:
+            continue
+        except ValueError:
+            raise BadRequest("The payload is not a Stripe event.", code="invalid_payload") from None
+        data: dict[str, Any] = json.loads(payload)
+        if not isinstance(data.get("id"), str) or not isinstance(data.get("type"), str):
+            raise BadRequest("The payload is not a Stripe event.", code="invalid_payload")
+        del event  # verified; we keep the plain JSON
+        return data
+    raise BadRequest("The Stripe signature does not verify.", code="invalid_signature")
+
+
+async def raw_body(request: Request) -> bytes:
+    return await request.body()
+
+
+@router.post("/webhook")
+def stripe_webhook(
+    request: Request, session: DbSession, payload: Annotated[bytes, Depends(raw_body)]
+) -> dict[str, Any]:
+    settings = request.app.state.settings
+    secrets = [s.strip() for s in settings.stripe_webhook_secrets.split(",") if s.strip()]
+    event = verify(payload, request.headers.get("stripe-signature"), secrets)
+    if session.get(StripeEvent, event["id"]) is not None:
+        return {"received": True, "duplicate": True}
+    try:
+        with session.begin_nested():
+            session.add(StripeEvent(id=event["id"], type=event["type"], payload=event))
+    except IntegrityError:  # the same event delivered twice at once: the other one won
+        return {"received": True, "duplicate": True}
+    enqueue(session, "stripe.handle_event", {"stripe_event_id": event["id"]})
+    return {"received": True, "duplicate": False}

@@ -1,0 +1,1 @@
+"""Jobs in the database (a transactional outbox) and the worker that runs them."""
