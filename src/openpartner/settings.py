@@ -36,6 +36,21 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=2 * 1024 * 1024, ge=1024)
     page_size_max: int = Field(default=200, ge=1)
     log_level: str = "info"
+    stripe_secret_key: SecretStr | None = Field(
+        default=None, description="Stripe secret key (sk_...). Empty: Stripe is not configured."
+    )
+    stripe_api_base: str = Field(
+        default="https://api.stripe.com",
+        description="Base URL of the Stripe API; tests point it at the local Stripe server.",
+    )
+    stripe_webhook_secrets: SecretStr | None = Field(
+        default=None,
+        description="Webhook signing secrets (whsec_...), comma-separated to rotate: any of "
+        "them verifies an incoming event.",
+    )
+    stripe_timeout_seconds: float = Field(
+        default=10.0, gt=0, le=120, description="Connect and read timeout of each Stripe call."
+    )
 
     @property
     def effective_database_url(self) -> str:

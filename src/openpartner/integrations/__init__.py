@@ -1,0 +1,1 @@
+"""Adapters to outside services (Stripe, ...): the only code that talks to them."""
