@@ -107,7 +107,8 @@ def classify(error: stripe.StripeError) -> StripeFailure:
     return StripeFailure(
         outcome=outcome,
         status=status,
-        code=error.code,
+        # Some subclasses (RateLimitError) leave ``code`` unset; the parsed body still has it.
+        code=error.code or (error.error.code if error.error is not None else None),
         message=str(error.user_message or error),
         retry_after=_retry_after(error),
     )
