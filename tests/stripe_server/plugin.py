@@ -32,6 +32,7 @@ def _stripe_server_session() -> Iterator[StripeServer]:
 
 @pytest.fixture
 def stripe_server(_stripe_server_session: StripeServer) -> Iterator[StripeServer]:
+    """The local Stripe server, empty at the start of the test."""
     _stripe_server_session.reset()
     yield _stripe_server_session
     _stripe_server_session.reset()  # ends responses a fault still withholds
@@ -39,9 +40,11 @@ def stripe_server(_stripe_server_session: StripeServer) -> Iterator[StripeServer
 
 @pytest.fixture
 def stripe_settings(settings: Settings, stripe_server: StripeServer) -> Settings:
+    """The test settings with Stripe pointed at the local server."""
     return stripe_server.configure(settings)
 
 
 @pytest.fixture
 def stripe_api(stripe_settings: Settings) -> stripe_lib.StripeClient:
+    """The product's Stripe client, talking to the local server."""
     return stripe_client(stripe_settings)
