@@ -11,7 +11,6 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-import httpx
 from pydantic import SecretStr
 
 from openpartner.settings import Settings
@@ -20,7 +19,7 @@ from tests.stripe_server.faults import Fault, FaultKind, Faults
 from tests.stripe_server.handler import Handler, HTTPServer, RecordedRequest, Saved
 from tests.stripe_server.shapes import Obj, Shapes, default_shapes
 from tests.stripe_server.store import RequestInfo, Store, public
-from tests.stripe_server.webhooks import Poster, SignedEvent, deliver, signed_event
+from tests.stripe_server.webhooks import Poster, Response, SignedEvent, deliver, signed_event
 
 
 class StripeServer:
@@ -166,6 +165,6 @@ class StripeServer:
     def sign(self, event: Obj, *, timestamp: int | None = None) -> SignedEvent:
         return signed_event(event, self.webhook_secret, timestamp=timestamp)
 
-    def deliver(self, event: Obj, target: str | Poster, path: str = "") -> httpx.Response:
+    def deliver(self, event: Obj, target: str | Poster, path: str = "") -> Response:
         """Sign ``event`` with ``webhook_secret`` and POST it, as Stripe delivers webhooks."""
         return deliver(self.sign(event), target, path)

@@ -13,7 +13,7 @@ import hmac
 import json
 import time
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import httpx
 
@@ -49,11 +49,22 @@ def signed_event(event: Obj, secret: str, *, timestamp: int | None = None) -> Si
     return SignedEvent(event, payload, headers)
 
 
+class Response(Protocol):
+    """What ``deliver`` returns: an httpx response (Starlette's TestClient uses httpx2)."""
+
+    status_code: int
+
+    @property
+    def text(self) -> str: ...
+
+    def json(self) -> Any: ...
+
+
 class Poster(Protocol):
-    def post(self, url: str, *, content: bytes, headers: dict[str, str]) -> httpx.Response: ...
+    def post(self, url: str, *, content: bytes, headers: dict[str, str]) -> Response: ...
 
 
-def deliver(signed: SignedEvent, target: str | Poster, path: str = "") -> httpx.Response:
+def deliver(signed: SignedEvent, target: str | Poster, path: str = "") -> Response:
     """POST the signed event to ``target + path`` (a URL) or ``target.post(path)``."""
     if isinstance(target, str):
         return httpx.post(target + path, content=signed.payload, headers=signed.headers)
