@@ -53,13 +53,12 @@ def create_account(store: Store, query: Params) -> Obj:
     country = (params.string(query, "country") or "US").upper()
     currency = _CURRENCY_OF.get(country, "eur" if country in _EURO else "usd")
     account_id = new_id("acct", 16)
-    due = {"currently_due": list(_ONBOARDING_DUE), "eventually_due": list(_ONBOARDING_DUE)}
     account = store.shapes.build(
         "account",
         {
             "requirements.disabled_reason": "requirements.past_due",
-            "requirements.currently_due": due["currently_due"],
-            "requirements.eventually_due": due["eventually_due"],
+            "requirements.currently_due": _ONBOARDING_DUE,
+            "requirements.eventually_due": _ONBOARDING_DUE,
             # The platform created it, so the platform (an application) controls it.
             "controller.type": "application",
         },
