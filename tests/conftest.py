@@ -34,6 +34,9 @@ from openpartner.settings import Settings  # noqa: E402
 from tests.factories import make_key  # noqa: E402
 
 ADMIN_TOKEN = "op_test_admin_" + secrets.token_hex(8)
+# The local Stripe-compatible server: fixtures stripe_server, stripe_settings, stripe_api.
+pytest_plugins = ["tests.stripe_server.plugin"]
+
 PG_ADMIN_URL = os.environ.get(
     "TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )

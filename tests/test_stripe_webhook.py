@@ -10,6 +10,7 @@ import pytest
 import sqlalchemy as sa
 import stripe
 from fastapi.testclient import TestClient
+from pydantic import SecretStr
 from sqlalchemy.orm import Session, sessionmaker
 
 from openpartner.api.app import create_app
@@ -24,7 +25,7 @@ NEW, OLD = "whsec_new_" + secrets.token_hex(8), "whsec_old_" + secrets.token_hex
 
 @pytest.fixture
 def hook(settings: Settings, sessions: sessionmaker[Session]) -> Iterator[TestClient]:
-    configured = settings.model_copy(update={"stripe_webhook_secrets": f"{NEW},{OLD}"})
+    configured = settings.model_copy(update={"stripe_webhook_secrets": SecretStr(f"{NEW},{OLD}")})
     with TestClient(create_app(configured, sessions)) as c:
         yield c
 
@@ -73,7 +74,7 @@ def invoice(customer: str, amount: int, currency: str = "usd", **extra: Any) -> 
 def test_no_secret_configured_is_503(client: TestClient) -> None:
     response = deliver(client, stripe_event("invoice.paid", {}))
     assert response.status_code == 503
-    assert response.json()["code"] == "not_configured"
+    assert response.json()["code"] == "stripe_not_configured"
 
 
 def test_missing_or_invalid_signature_is_400(hook: TestClient, session: Session) -> None:

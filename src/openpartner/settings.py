@@ -41,8 +41,20 @@ class Settings(BaseSettings):
     stripe_program_id: str = Field(
         default="", description="Program that Stripe events belong to when nothing else says."
     )
-    stripe_webhook_secrets: str = Field(
-        default="", description="Comma-separated whsec_ secrets; several while rotating."
+    stripe_secret_key: SecretStr | None = Field(
+        default=None, description="Stripe secret key (sk_...). Empty: Stripe is not configured."
+    )
+    stripe_api_base: str = Field(
+        default="https://api.stripe.com",
+        description="Base URL of the Stripe API; tests point it at the local Stripe server.",
+    )
+    stripe_webhook_secrets: SecretStr | None = Field(
+        default=None,
+        description="Webhook signing secrets (whsec_...), comma-separated to rotate: any of "
+        "them verifies an incoming event.",
+    )
+    stripe_timeout_seconds: float = Field(
+        default=10.0, gt=0, le=120, description="Connect and read timeout of each Stripe call."
     )
 
     @property

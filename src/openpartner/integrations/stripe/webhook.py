@@ -12,7 +12,8 @@ from fastapi import APIRouter, Depends, Request
 from sqlalchemy.exc import IntegrityError
 
 from openpartner.api.deps import DbSession
-from openpartner.core.errors import BadRequest, ServiceUnavailable
+from openpartner.core.errors import BadRequest
+from openpartner.integrations.stripe.client import verify_event, webhook_secrets
 from openpartner.integrations.stripe.models import StripeEvent
 from openpartner.worker.queue import enqueue
 
@@ -20,25 +21,25 @@ router = APIRouter(prefix="/v1/integrations/stripe", tags=["stripe"])
 
 
 def verify(payload: bytes, signature: str | None, secrets: list[str]) -> dict[str, Any]:
-    if not secrets:
-        raise ServiceUnavailable(
-            "Stripe webhooks are not configured (STRIPE_WEBHOOK_SECRETS).", code="not_configured"
-        )
-    if not signature:
+    """The verified event as plain JSON; 400 for a missing or wrong signature."""
+    if secrets and not signature:
         raise BadRequest("The Stripe-Signature header is missing.", code="missing_signature")
-    for secret in secrets:
-        try:
-            event = stripe.Webhook.construct_event(payload, signature, secret)
-        except stripe.SignatureVerificationError:
-            continue
-        except ValueError:
-            raise BadRequest("The payload is not a Stripe event.", code="invalid_payload") from None
-        data: dict[str, Any] = json.loads(payload)
-        if not isinstance(data.get("id"), str) or not isinstance(data.get("type"), str):
-            raise BadRequest("The payload is not a Stripe event.", code="invalid_payload")
-        del event  # verified; we keep the plain JSON
-        return data
-    raise BadRequest("The Stripe signature does not verify.", code="invalid_signature")
+    try:
+        verify_event(payload, signature or "", secrets)
+    except stripe.SignatureVerificationError:
+        raise BadRequest(
+            "The Stripe signature does not verify.", code="invalid_signature"
+        ) from None
+    except ValueError:
+        raise BadRequest("The payload is not a Stripe event.", code="invalid_payload") from None
+    data = json.loads(payload)
+    if (
+        not isinstance(data, dict)
+        or not isinstance(data.get("id"), str)
+        or not isinstance(data.get("type"), str)
+    ):
+        raise BadRequest("The payload is not a Stripe event.", code="invalid_payload")
+    return data
 
 
 async def raw_body(request: Request) -> bytes:
@@ -49,8 +50,7 @@ async def raw_body(request: Request) -> bytes:
 def stripe_webhook(
     request: Request, session: DbSession, payload: Annotated[bytes, Depends(raw_body)]
 ) -> dict[str, Any]:
-    settings = request.app.state.settings
-    secrets = [s.strip() for s in settings.stripe_webhook_secrets.split(",") if s.strip()]
+    secrets = webhook_secrets(request.app.state.settings)
     event = verify(payload, request.headers.get("stripe-signature"), secrets)
     if session.get(StripeEvent, event["id"]) is not None:
         return {"received": True, "duplicate": True}
