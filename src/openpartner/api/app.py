@@ -11,6 +11,7 @@ from openpartner import __version__
 from openpartner.accounts.api import router as api_keys_router
 from openpartner.api import errors
 from openpartner.api.limits import BodyLimit
+from openpartner.commissions.api import router as commissions_router
 from openpartner.coupons.api import router as coupons_router
 from openpartner.db.session import session_factory
 from openpartner.deals.api import router as deals_router
@@ -19,6 +20,7 @@ from openpartner.identity.api import router as identity_router
 from openpartner.integrations.stripe.webhook import router as stripe_router
 from openpartner.links.api import router as links_router
 from openpartner.partners.api import router as partners_router
+from openpartner.payouts.api import router as payouts_router
 from openpartner.programs.api import router as programs_router
 from openpartner.settings import Settings, get_settings
 
@@ -52,6 +54,8 @@ def create_app(
         deals_router,
         coupons_router,
         stripe_router,
+        commissions_router,
+        payouts_router,
     ):
         app.include_router(router)
 

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from openpartner.attribution.records import AttributionRow
 from openpartner.attribution.touches import TouchRecord, touches_for_event
+from openpartner.commissions.service import sync_event
 from openpartner.core.ids import new_id
 from openpartner.events.models import Event
 from openpartner.programs.models import Program
@@ -42,6 +43,7 @@ def derive_event(session: Session, event: Event) -> list[AttributionRow]:
     """Replace the event's attribution with a fresh derivation; returns the new rows."""
     session.execute(sa.delete(AttributionRow).where(AttributionRow.event_id == event.id))
     if event.type in ATTRIBUTED_TYPES_EXCLUDED:
+        sync_event(session, event)
         return []
     program = session.get_one(Program, event.program_id)
     credits = _last_click(touches_for_event(session, event), event, program.attribution_window_days)
@@ -65,6 +67,7 @@ def derive_event(session: Session, event: Event) -> list[AttributionRow]:
     ]
     session.add_all(rows)
     session.flush()
+    sync_event(session, event)
     return rows
 
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -29,4 +30,23 @@ class Program(Timestamps, Base):
     click_param: Mapped[str] = mapped_column(sa.String(64), default="cref")
     velocity_limit_per_minute: Mapped[int] = mapped_column(default=20)
     archived: Mapped[bool] = mapped_column(default=False)
+    holding_days: Mapped[int] = mapped_column(default=30, server_default="30")
+    """Days after the event before its commissions may be approved (refund window), 0-90."""
+    auto_approve: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
+    """Approve commissions automatically (a job) once their holding period has passed."""
+    payout_minimums: Mapped[dict[str, int]] = mapped_column(
+        JSONType, default=dict, server_default="{}"
+    )
+    """Smallest payout per currency in minor units (``{"USD": 5000}``); smaller balances are
+    carried to the next run. A currency not listed only needs a positive balance."""
+    payout_schedule: Mapped[str] = mapped_column(
+        sa.String(16), default="manual", server_default="manual"
+    )
+    """``manual``, ``weekly``, ``biweekly`` or ``monthly``."""
+    payout_provider: Mapped[str] = mapped_column(
+        sa.String(16), default="manual", server_default="manual"
+    )
+    """``manual`` (CSV mass-pay, then mark paid) or ``stripe`` (Connect transfers)."""
+    next_payout_at: Mapped[datetime | None]
+    """When the scheduled payout run is next due (null: manual, or not yet scheduled)."""
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSONType, default=dict)

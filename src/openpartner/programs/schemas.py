@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, Field
 
@@ -11,6 +11,13 @@ AttributionModelName = Literal[
     "last_click", "first_click", "linear", "partner_equal", "position", "time_decay", "role_based"
 ]
 ParamName = Field(default=None, pattern=r"^[A-Za-z0-9_-]{1,64}$")
+PayoutSchedule = Literal["manual", "weekly", "biweekly", "monthly"]
+PayoutProvider = Literal["manual", "stripe"]
+PayoutMinimums = Annotated[
+    dict[Annotated[str, Field(pattern=r"^[A-Za-z]{3}$")], Annotated[int, Field(ge=0)]],
+    Field(max_length=50),
+]
+"""Smallest payout per currency, in minor units: ``{"USD": 5000}``."""
 
 
 class ProgramCreate(RequestModel):
@@ -27,6 +34,11 @@ class ProgramCreate(RequestModel):
     cookie_name: str | None = ParamName
     click_param: str | None = ParamName
     velocity_limit_per_minute: int = Field(default=20, ge=1, le=100_000)
+    holding_days: int = Field(default=30, ge=0, le=90)
+    auto_approve: bool = False
+    payout_minimums: PayoutMinimums = Field(default_factory=dict)
+    payout_schedule: PayoutSchedule = "manual"
+    payout_provider: PayoutProvider = "manual"
     metadata: Metadata = Field(default_factory=dict)
 
 
@@ -42,6 +54,11 @@ class ProgramUpdate(RequestModel):
     cookie_name: str | None = ParamName
     click_param: str | None = ParamName
     velocity_limit_per_minute: int | None = Field(default=None, ge=1, le=100_000)
+    holding_days: int | None = Field(default=None, ge=0, le=90)
+    auto_approve: bool | None = None
+    payout_minimums: PayoutMinimums | None = None
+    payout_schedule: PayoutSchedule | None = None
+    payout_provider: PayoutProvider | None = None
     metadata: Metadata | None = None
 
 
@@ -59,6 +76,12 @@ class ProgramOut(ResponseModel):
     cookie_name: str
     click_param: str
     velocity_limit_per_minute: int
+    holding_days: int
+    auto_approve: bool
+    payout_minimums: dict[str, int]
+    payout_schedule: str
+    payout_provider: str
+    next_payout_at: datetime | None
     archived: bool
     metadata: dict[str, Any] = Field(validation_alias=AliasChoices("metadata_", "metadata"))
     created_at: datetime

@@ -44,6 +44,11 @@ def create_program(session: Session, principal: Principal, data: ProgramCreate) 
         cookie_name=data.cookie_name or "_cref",
         click_param=data.click_param or "cref",
         velocity_limit_per_minute=data.velocity_limit_per_minute,
+        holding_days=data.holding_days,
+        auto_approve=data.auto_approve,
+        payout_minimums=_minimums(data.payout_minimums),
+        payout_schedule=data.payout_schedule,
+        payout_provider=data.payout_provider,
         metadata_=data.metadata,
     )
     session.add(program)
@@ -68,6 +73,10 @@ def update_program(
         program.cookie_domain = normalize_domain(value) if value else None
     if "metadata" in fields:
         program.metadata_ = fields.pop("metadata") or {}
+    if fields.get("payout_minimums") is not None:
+        program.payout_minimums = _minimums(fields.pop("payout_minimums"))
+    if fields.get("payout_schedule") not in (None, program.payout_schedule):
+        program.next_payout_at = None  # the scheduler picks the next date of the new schedule
     for name, value in fields.items():
         if value is not None:
             setattr(program, name, value)
@@ -80,6 +89,10 @@ def archive_program(session: Session, principal: Principal, program_id: str) -> 
     program.archived = True
     session.flush()
     return program
+
+
+def _minimums(values: dict[str, int]) -> dict[str, int]:
+    return {normalize_currency(currency): amount for currency, amount in values.items()}
 
 
 def _domains(values: list[str]) -> list[str]:

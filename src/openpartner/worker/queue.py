@@ -86,4 +86,6 @@ def run_until_idle(sessions: sessionmaker[Session], limit: int = 10_000) -> int:
 
 def _load_tasks() -> None:
     # Importing registers the handlers; kept here so the queue has no import cycle with them.
-    import openpartner.integrations.stripe.tasks  # noqa: F401
+    import openpartner.commissions.review
+    import openpartner.integrations.stripe.tasks
+    import openpartner.payouts.tasks  # noqa: F401

@@ -28,6 +28,7 @@ from openpartner.events.schemas import EventIn
 from openpartner.events.service import ingest
 from openpartner.identity.models import IdentityEdge
 from openpartner.identity.service import bind
+from openpartner.integrations.stripe import connect
 from openpartner.integrations.stripe.models import StripeEvent
 from openpartner.programs.models import Program
 from openpartner.settings import get_settings
@@ -225,4 +226,6 @@ HANDLERS = {
     "invoice.paid": _invoice_paid,
     "charge.refunded": _charge_refunded,
     "customer.created": _customer_created,
+    "account.updated": connect.on_account_updated,
+    "transfer.reversed": connect.on_transfer_reversed,
 }

@@ -1,0 +1,1 @@
+"""Commissions: what each partner earns per event, under the program's versioned rules."""

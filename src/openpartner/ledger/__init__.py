@@ -1,0 +1,1 @@
+"""The double-entry, append-only ledger of every movement of partner money."""

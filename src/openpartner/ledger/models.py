@@ -1,0 +1,43 @@
+"""Ledger entries: append-only legs of balanced transactions."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column
+
+from openpartner.clicks.models import SeqType
+from openpartner.core.time import utc_now
+from openpartner.db.base import Base, IdType
+
+
+class LedgerEntry(Base):
+    """One leg of a ledger transaction. Debits are positive, credits negative; the legs of a
+    transaction (``txn_id``) sum to zero in each currency. Never updated, never deleted."""
+
+    __tablename__ = "ledger_entries"
+    __table_args__ = (
+        sa.Index(
+            "ix_ledger_entries_partner_id_currency_account", "partner_id", "currency", "account"
+        ),
+        sa.Index("ix_ledger_entries_program_id_account", "program_id", "account"),
+    )
+
+    seq: Mapped[int] = mapped_column(SeqType, primary_key=True, autoincrement=True)
+    txn_id: Mapped[str] = mapped_column(IdType, index=True)
+    kind: Mapped[str] = mapped_column(sa.String(32))
+    """``accrual``, ``approval``, ``reversal``, ``adjustment``, ``payout_claim``, ``payout``,
+    ``payout_failure``."""
+    program_id: Mapped[str] = mapped_column(IdType)
+    partner_id: Mapped[str] = mapped_column(IdType)
+    account: Mapped[str] = mapped_column(sa.String(32))
+    """See ``ledger/accounts.py``."""
+    currency: Mapped[str] = mapped_column(sa.String(3))
+    amount: Mapped[int] = mapped_column(sa.BigInteger)
+    commission_id: Mapped[str | None] = mapped_column(IdType, index=True)
+    adjustment_id: Mapped[str | None] = mapped_column(IdType)
+    payout_id: Mapped[str | None] = mapped_column(IdType, index=True)
+    event_id: Mapped[str | None] = mapped_column(IdType)
+    actor: Mapped[str] = mapped_column(sa.String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utc_now)

@@ -1,0 +1,115 @@
+"""Posting balanced transactions, and every balance as a sum over the ledger."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from openpartner.core.ids import new_id
+from openpartner.ledger import accounts
+from openpartner.ledger.models import LedgerEntry
+
+
+@dataclass(frozen=True, slots=True)
+class Refs:
+    """What a ledger transaction is about (every leg carries the same references)."""
+
+    program_id: str
+    partner_id: str
+    currency: str
+    actor: str
+    commission_id: str | None = None
+    adjustment_id: str | None = None
+    payout_id: str | None = None
+    event_id: str | None = None
+
+
+def post(session: Session, kind: str, refs: Refs, legs: Sequence[tuple[str, int]]) -> str:
+    """Append one balanced transaction; returns its id. Zero legs are dropped."""
+    if kind not in accounts.KINDS:
+        raise ValueError(f"unknown ledger kind {kind!r}")
+    legs = [(account, amount) for account, amount in legs if amount != 0]
+    if sum(amount for _, amount in legs) != 0:
+        raise ValueError(f"unbalanced ledger transaction: {legs}")
+    if any(account not in accounts.ACCOUNTS for account, _ in legs):
+        raise ValueError(f"unknown ledger account in {legs}")
+    txn_id = new_id("led")
+    session.add_all(
+        LedgerEntry(
+            txn_id=txn_id,
+            kind=kind,
+            program_id=refs.program_id,
+            partner_id=refs.partner_id,
+            account=account,
+            currency=refs.currency,
+            amount=amount,
+            commission_id=refs.commission_id,
+            adjustment_id=refs.adjustment_id,
+            payout_id=refs.payout_id,
+            event_id=refs.event_id,
+            actor=refs.actor,
+        )
+        for account, amount in legs
+    )
+    return txn_id
+
+
+def move(session: Session, kind: str, refs: Refs, amount: int, debit: str, credit: str) -> str:
+    """``amount`` from ``credit`` to ``debit`` (a negative amount moves it back)."""
+    return post(session, kind, refs, [(debit, amount), (credit, -amount)])
+
+
+@dataclass(frozen=True, slots=True)
+class Balance:
+    """A partner's (or a program's) money in one currency, all from the ledger. Liabilities are
+    shown as positive amounts owed."""
+
+    currency: str
+    pending: int
+    approved: int
+    processing: int
+    paid: int
+    earned: int
+
+    @property
+    def owed(self) -> int:
+        return self.pending + self.approved + self.processing
+
+
+def _sums(session: Session, *where: sa.ColumnElement[bool]) -> dict[str, dict[str, int]]:
+    rows = session.execute(
+        sa.select(LedgerEntry.currency, LedgerEntry.account, sa.func.sum(LedgerEntry.amount))
+        .where(*where)
+        .group_by(LedgerEntry.currency, LedgerEntry.account)
+    )
+    out: dict[str, dict[str, int]] = defaultdict(dict)
+    for currency, account, total in rows:
+        out[currency][account] = int(total or 0)
+    return out
+
+
+def _balances(sums: dict[str, dict[str, int]]) -> list[Balance]:
+    return [
+        Balance(
+            currency=currency,
+            pending=-by.get(accounts.PENDING, 0),
+            approved=-by.get(accounts.APPROVED, 0),
+            processing=-by.get(accounts.PROCESSING, 0),
+            paid=-by.get(accounts.CASH, 0),
+            earned=by.get(accounts.EXPENSE, 0),
+        )
+        for currency, by in sorted(sums.items())
+    ]
+
+
+def partner_balances(session: Session, partner_id: str) -> list[Balance]:
+    return _balances(_sums(session, LedgerEntry.partner_id == partner_id))
+
+
+def program_balances(session: Session, program_id: str) -> list[Balance]:
+    """The program's totals per currency; ``owed`` is its liability to partners."""
+    return _balances(_sums(session, LedgerEntry.program_id == program_id))

@@ -1,0 +1,1 @@
+"""Payout runs and providers (Stripe Connect, manual mass-pay)."""
