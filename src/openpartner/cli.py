@@ -1,4 +1,5 @@
-"""The `openpartner` command: `up` (everything, embedded default), `api`, `migrate`, `keys`."""
+"""The `openpartner` command: `up` (everything, embedded default), `api`, `migrate`, `worker`,
+`keys`, `payouts`, `ledger`."""
 
 from __future__ import annotations
 
@@ -85,10 +86,13 @@ def worker(once: bool, poll: float) -> None:
     from openpartner.worker.queue import run_once, run_until_idle
 
     sessions = session_factory()
+    interval = get_settings().scheduler_interval_seconds
     if once:
+        _schedule()
         click.echo(f"ran {run_until_idle(sessions)} jobs")
         return
     stopping = False
+    next_tick = 0.0
 
     def stop(*_: object) -> None:
         nonlocal stopping
@@ -97,8 +101,20 @@ def worker(once: bool, poll: float) -> None:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     while not stopping:
+        if time.monotonic() >= next_tick:
+            _schedule()
+            next_tick = time.monotonic() + interval
         if not run_once(sessions):
             time.sleep(poll)
+
+
+def _schedule() -> None:
+    """Enqueue scheduled work that is due (payout runs, auto-approval)."""
+    from openpartner.db.session import transaction
+    from openpartner.payouts.schedule import tick
+
+    with transaction() as session:
+        tick(session)
 
 
 @main.command()
@@ -158,3 +174,91 @@ def keys_create(
         )
         token = created.token
     click.echo(token)
+
+
+@main.group()
+def payouts() -> None:
+    """Payout runs and manual payouts."""
+
+
+@payouts.command("run")
+@click.option("--program", "program_id", default=None, help="Default: every active program.")
+def payouts_run(program_id: str | None) -> None:
+    """Pay approved balances at or above each program's minimum, with its provider."""
+    import sqlalchemy as sa
+
+    from openpartner.db.session import transaction
+    from openpartner.payouts.service import run_payouts
+    from openpartner.programs.models import Program
+
+    with transaction() as session:
+        stmt = sa.select(Program).where(Program.archived.is_(False)).order_by(Program.id)
+        if program_id:
+            stmt = sa.select(Program).where(Program.id == program_id)
+        programs = session.scalars(stmt).all()
+        if not programs:
+            raise click.ClickException(f"no such program: {program_id}")
+        for program in programs:
+            run = run_payouts(session, program, "cli")
+            made, carried = run.summary["payouts"], run.summary["carried"]
+            click.echo(f"{program.id}: run {run.id}, {len(made)} payouts, {len(carried)} carried")
+            for p in made:
+                click.echo(f"  {p['payout_id']} {p['partner_id']} {p['amount']} {p['currency']}")
+            for c in carried:
+                click.echo(
+                    f"  carried {c['partner_id']} {c['amount']} {c['currency']}: {c['reason']}"
+                )
+
+
+@payouts.command("export")
+@click.option("--program", "program_id", required=True)
+@click.option("--run", "run_id", default=None)
+def payouts_export(program_id: str, run_id: str | None) -> None:
+    """Print pending manual payouts as CSV for a mass-pay tool."""
+    from openpartner.db.session import transaction
+    from openpartner.payouts.export import manual_payouts_csv
+
+    with transaction() as session:
+        click.echo(manual_payouts_csv(session, program_id, run_id=run_id), nl=False)
+
+
+@payouts.command("mark-paid")
+@click.argument("payout_ids", nargs=-1, required=True)
+@click.option("--reference", default=None, help="The mass-pay provider's reference.")
+def payouts_mark_paid(payout_ids: tuple[str, ...], reference: str | None) -> None:
+    """Mark manual payouts as sent."""
+    from openpartner.accounts.scopes import Principal
+    from openpartner.db.session import transaction
+    from openpartner.payouts.service import mark_paid_in_bulk
+
+    cli = Principal(key_id="cli", kind="secret", is_admin=True)
+    with transaction() as session:
+        result = mark_paid_in_bulk(session, cli, list(payout_ids), reference)
+    for item in result["results"]:
+        click.echo(f"{item['id']}: {item['result']} {item.get('code') or item.get('status')}")
+    if result["refused"]:
+        sys.exit(1)
+
+
+@main.group()
+def ledger() -> None:
+    """The double-entry ledger."""
+
+
+@ledger.command("check")
+def ledger_check() -> None:
+    """Prove the books balance and match commissions, adjustments and payouts."""
+    from openpartner.db.session import transaction
+    from openpartner.ledger.check import check_books
+
+    with transaction() as session:
+        report = check_books(session)
+    click.echo(
+        f"{report.transactions} transactions, {report.commissions} commissions, "
+        f"{report.adjustments} adjustments, {report.payouts} payouts"
+    )
+    for problem in report.problems:
+        click.echo(f"{problem.code}: {problem.detail}", err=True)
+    if not report.ok:
+        sys.exit(1)
+    click.echo("the books balance")

@@ -57,6 +57,13 @@ class Settings(BaseSettings):
         default=10.0, gt=0, le=120, description="Connect and read timeout of each Stripe call."
     )
 
+    scheduler_interval_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        le=86400,
+        description="How often the worker enqueues scheduled work (payout runs, auto-approval).",
+    )
+
     @property
     def effective_database_url(self) -> str:
         if self.database_url:

@@ -109,7 +109,7 @@ def get_commission(
     trail = session.scalars(
         sa.select(CommissionAudit)
         .where(CommissionAudit.commission_id == commission.id)
-        .order_by(CommissionAudit.at, CommissionAudit.id)
+        .order_by(CommissionAudit.seq)
     ).all()
     adjustments = session.scalars(
         sa.select(Adjustment)

@@ -9,6 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
+from openpartner.clicks.models import SeqType
 from openpartner.core.time import utc_now
 from openpartner.db.base import Base, IdType, JSONType, Timestamps
 
@@ -79,7 +80,9 @@ class CommissionAudit(Base):
 
     __tablename__ = "commission_audit"
 
-    id: Mapped[str] = mapped_column(IdType, primary_key=True)
+    seq: Mapped[int] = mapped_column(SeqType, primary_key=True, autoincrement=True)
+    """Order of the trail (ids made within one millisecond do not sort by time)."""
+    id: Mapped[str] = mapped_column(IdType, unique=True)
     commission_id: Mapped[str] = mapped_column(IdType, index=True)
     action: Mapped[str] = mapped_column(sa.String(32))
     from_status: Mapped[str | None] = mapped_column(sa.String(16))
