@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from openpartner.commissions.models import Commission, CommissionRuleVersion
+from openpartner.commissions.review import transition
 from openpartner.commissions.rulesets import create_version
 from openpartner.commissions.schemas import RuleSetIn
 from openpartner.core.time import utc_now
@@ -24,6 +25,8 @@ from openpartner.events.service import ingest
 from openpartner.identity.service import bind
 from openpartner.ledger.check import check_books
 from openpartner.partners.models import Partner
+from openpartner.payouts.models import Payout
+from openpartner.payouts.service import mark_paid, run_payouts
 from openpartner.programs.models import Program
 from openpartner.settings import Settings
 from tests.factories import ADMIN, make_click, make_link
@@ -170,3 +173,25 @@ def scratch_database(create: Any) -> Iterator[tuple[str, sessionmaker[Session]]]
     finally:
         engine.dispose()
         drop()
+
+
+def approve_all(session: Session, program: Program) -> None:
+    """The merchant approves every matured pending commission of the program."""
+    pending = session.scalars(
+        sa.select(Commission)
+        .where(Commission.program_id == program.id, Commission.status == "pending")
+        .order_by(Commission.id)
+    )
+    for commission in pending:
+        transition(session, commission, "approve", "key_test")
+    session.flush()
+
+
+def pay_all(session: Session, program: Program) -> list[Payout]:
+    """Approve, run a manual payout, and mark every payout of the run paid."""
+    approve_all(session, program)
+    run = run_payouts(session, program, "key_test", provider="manual")
+    payouts = [session.get_one(Payout, p["payout_id"]) for p in run.summary["payouts"]]
+    for payout in payouts:
+        mark_paid(session, payout, "key_test", reference="batch-1")
+    return payouts
