@@ -28,7 +28,9 @@ class CommissionRuleVersion(Base):
         ),
     )
 
-    id: Mapped[str] = mapped_column(IdType, primary_key=True)
+    seq: Mapped[int] = mapped_column(SeqType, primary_key=True, autoincrement=True)
+    """Creation order: of two versions effective at the same instant, the later one wins."""
+    id: Mapped[str] = mapped_column(IdType, unique=True)
     program_id: Mapped[str] = mapped_column(sa.ForeignKey("programs.id"))
     effective_from: Mapped[datetime]
     rules: Mapped[list[dict[str, Any]]] = mapped_column(JSONType)

@@ -93,6 +93,6 @@ def version_at(session: Session, program_id: str, at: datetime) -> CommissionRul
             CommissionRuleVersion.program_id == program_id,
             CommissionRuleVersion.effective_from <= at,
         )
-        .order_by(CommissionRuleVersion.effective_from.desc(), CommissionRuleVersion.id.desc())
+        .order_by(CommissionRuleVersion.effective_from.desc(), CommissionRuleVersion.seq.desc())
         .limit(1)
     )

@@ -2,7 +2,7 @@
 
 Revision ID: 0005
 Revises: 0003
-Create Date: 2026-11-21 05:30:33.865552
+Create Date: 2026-11-21 05:32:42.383023
 """
 
 from collections.abc import Sequence
@@ -104,6 +104,12 @@ def upgrade() -> None:
 
     op.create_table(
         "commission_rule_versions",
+        sa.Column(
+            "seq",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            autoincrement=True,
+            nullable=False,
+        ),
         sa.Column("id", sa.String(length=32), nullable=False),
         sa.Column("program_id", sa.String(length=32), nullable=False),
         sa.Column("effective_from", sa.DateTime(timezone=True), nullable=False),
@@ -117,7 +123,8 @@ def upgrade() -> None:
             ["programs.id"],
             name=op.f("fk_commission_rule_versions_program_id_programs"),
         ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_commission_rule_versions")),
+        sa.PrimaryKeyConstraint("seq", name=op.f("pk_commission_rule_versions")),
+        sa.UniqueConstraint("id", name=op.f("uq_commission_rule_versions_id")),
     )
     with op.batch_alter_table("commission_rule_versions", schema=None) as batch_op:
         batch_op.create_index(
