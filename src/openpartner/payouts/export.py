@@ -38,7 +38,7 @@ def manual_payouts_csv(
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(COLUMNS)
-    for payout, partner in session.execute(stmt).tuples():
+    for payout, partner in session.execute(stmt):
         writer.writerow(
             [
                 partner.email,
