@@ -276,3 +276,37 @@ def test_two_concurrent_runs_never_claim_the_same_commission(settings: Settings)
             assert paid_out == approved
             assert check.scalar(sa.select(sa.func.count()).select_from(Payout)) == 8
             assert_books_balance(check)
+
+
+def test_program_payout_settings(client: TestClient) -> None:
+    body = {
+        "name": "Acme",
+        "currency": "EUR",
+        "default_destination_url": "https://acme.example/",
+        "holding_days": 14,
+        "auto_approve": True,
+        "payout_minimums": {"eur": 2500, "USD": 3000},
+        "payout_schedule": "monthly",
+        "payout_provider": "stripe",
+    }
+    created = client.post("/v1/programs", json=body)
+    assert created.status_code == 201, created.text
+    out = created.json()
+    assert out["payout_minimums"] == {"EUR": 2500, "USD": 3000}
+    assert (out["holding_days"], out["payout_schedule"], out["next_payout_at"]) == (
+        14,
+        "monthly",
+        None,
+    )
+    for bad in (
+        {"holding_days": 91},
+        {"holding_days": -1},
+        {"payout_schedule": "daily"},
+        {"payout_provider": "paypal"},
+        {"payout_minimums": {"EUR": -1}},
+        {"payout_minimums": {"XXX": 1}},
+    ):
+        response = client.patch(f"/v1/programs/{out['id']}", json=bad)
+        assert response.status_code == 422, bad
+    patched = client.patch(f"/v1/programs/{out['id']}", json={"payout_schedule": "weekly"})
+    assert patched.json()["payout_schedule"] == "weekly"

@@ -21,6 +21,7 @@ from openpartner.integrations.stripe.connect import mirror
 from openpartner.ledger.service import partner_balances
 from openpartner.partners.models import Partner
 from openpartner.payouts.models import ConnectAccount, Payout
+from openpartner.payouts.schedule import tick
 from openpartner.payouts.service import run_payouts
 from openpartner.programs.models import Program
 from openpartner.settings import Settings, get_settings
@@ -358,3 +359,25 @@ def test_worker_killed_after_the_transfer_before_commit_pays_exactly_once(
             assert len(transfer_posts(stripe_server)) == 1
             assert transfer["amount"] == approved == payout.amount
             assert_books_balance(check)
+
+
+def test_a_payout_whose_job_gave_up_is_requeued_by_the_scheduler(
+    session: Session,
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    stripe_server: StripeServer,
+) -> None:
+    program = stripe_program(session)
+    partner = connected(session, stripe_server, program)
+    approved = approved_to_pay(session, settings, partner, 10_000)
+    payout_id = run_payouts(session, program, "key_test").summary["payouts"][0]["payout_id"]
+    session.execute(sa.update(Job).values(status="failed"))  # Stripe was down for hours
+    session.commit()
+    assert run_until_idle(sessions) == 0
+    tick(session)
+    tick(session)  # one job per payout, however often the scheduler ticks
+    session.commit()
+    assert run_until_idle(sessions) == 1
+    assert _payout(session, payout_id).status == "paid"
+    assert net_transferred(stripe_server) == approved
+    assert_books_balance(session)

@@ -56,7 +56,10 @@ def _sync(session: Session, sale: Event, cause: Event) -> None:
     existing = {
         c.partner_id: c
         for c in session.scalars(
-            sa.select(Commission).where(Commission.event_id == sale.id).with_for_update()
+            sa.select(Commission)
+            .where(Commission.event_id == sale.id)
+            .order_by(Commission.id)  # one lock order everywhere: no deadlocks
+            .with_for_update()
         )
     }
     actor = REFUND_ACTOR if cause.type == "refund" else ATTRIBUTION_ACTOR

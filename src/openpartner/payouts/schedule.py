@@ -1,7 +1,8 @@
 """Scheduled work: payout runs per program (weekly, biweekly, monthly) and auto-approval.
 
 The worker calls :func:`tick` every ``SCHEDULER_INTERVAL_SECONDS``; it only *enqueues* jobs
-(``payouts.run``, ``commissions.auto_approve``), in the same transaction that advances the
+(``payouts.run``, ``commissions.auto_approve``, and ``payouts.transfer`` again for a
+Stripe payout whose job gave up), in the same transaction that advances the
 program's ``next_payout_at``, so a run is enqueued once per period even with several workers.
 """
 
@@ -13,6 +14,8 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from openpartner.core.time import utc_now
+from openpartner.payouts.models import Payout
+from openpartner.payouts.service import TRANSFER_JOB
 from openpartner.programs.models import Program
 from openpartner.worker.models import Job
 from openpartner.worker.queue import enqueue
@@ -44,6 +47,28 @@ def _queued(session: Session, kind: str) -> bool:
     )
 
 
+def requeue_transfers(session: Session) -> list[str]:
+    """A Stripe payout stays ``processing`` until its transfer is settled; if its job gave up
+    (Stripe unreachable for longer than the job's retries), enqueue it again."""
+    processing = set(
+        session.scalars(
+            sa.select(Payout.id).where(Payout.provider == "stripe", Payout.status == "processing")
+        )
+    )
+    if not processing:
+        return []
+    queued = {
+        job.payload.get("payout_id")
+        for job in session.scalars(
+            sa.select(Job).where(Job.kind == TRANSFER_JOB, Job.status == "queued")
+        )
+    }
+    missing = sorted(processing - queued)
+    for payout_id in missing:
+        enqueue(session, TRANSFER_JOB, {"payout_id": payout_id})
+    return missing
+
+
 def tick(session: Session, now: datetime | None = None) -> list[str]:
     """Enqueue what is due; returns the ids of the programs whose payout run was enqueued."""
     now = now or utc_now()
@@ -62,6 +87,7 @@ def tick(session: Session, now: datetime | None = None) -> list[str]:
             enqueued.append(program.id)
         if due is None or due <= now:
             program.next_payout_at = next_run_at(program.payout_schedule, now)
+    requeue_transfers(session)
     auto = session.scalar(sa.select(Program.id).where(Program.auto_approve.is_(True)).limit(1))
     if auto is not None and not _queued(session, "commissions.auto_approve"):
         enqueue(session, "commissions.auto_approve", {})
