@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
+from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
 from openpartner.attribution.records import AttributionRow
@@ -217,4 +218,30 @@ def test_attribution_moving_away_and_back_reopens_the_commission(
     rederive_customer(session, program.id, event.customer_id or "")
     commission = only_commission(session, event)
     assert (commission.status, commission.amount) == ("pending", 700)
+    assert_books_balance(session)
+
+
+def test_adjustments_and_liability_through_the_api(
+    client: TestClient, session: Session, settings: Settings, program: Program, partner: Partner
+) -> None:
+    event = sale(session, settings, partner, 10_000)
+    pay_all(session, program)
+    refund(session, settings, event, 2_000)
+    sale(session, settings, partner, 30_000, "EUR")
+    session.commit()
+    unpaid = client.get("/v1/adjustments", params={"unpaid": "true"}).json()["data"]
+    assert [(a["amount"], a["currency"], a["reason"]) for a in unpaid] == [(-200, "USD", "refund")]
+    liability = client.get(f"/v1/programs/{program.id}/liability").json()["balances"]
+    assert [(b["currency"], b["pending"], b["approved"], b["paid"]) for b in liability] == [
+        ("EUR", 3000, 0, 0),
+        ("USD", 0, -200, 1000),
+    ]
+    detail = client.get(f"/v1/commissions/{only_commission(session, event).id}").json()
+    assert [a["amount"] for a in detail["adjustments"]] == [-200]
+    assert [t["action"] for t in detail["audit"]] == [
+        "accrued",
+        "approved",
+        "paid",
+        "adjusted_after_payment",
+    ]
     assert_books_balance(session)

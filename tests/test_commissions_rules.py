@@ -208,3 +208,24 @@ def test_partial_refunds_only_ever_reduce_and_a_full_refund_leaves_nothing(
         assert 0 <= kept <= previous
         previous = kept
     assert after_refunds(gross, sale, sale) == 0
+
+
+@given(
+    amount=st.integers(0, 10**9),
+    parts=st.lists(st.integers(1, 1000), min_size=1, max_size=8),
+)
+def test_a_flat_reward_shared_by_weight_always_sums_to_the_reward(
+    amount: int, parts: list[int]
+) -> None:
+    total = sum(parts)
+    shares = {f"ptn_{i:02}": Share(1, Fraction(p, total)) for i, p in enumerate(parts)}
+    rule = Rule("sale", "flat", amount=amount, currency="USD")
+    result = earnings(
+        [rule], event_type="sale", currency="USD", occurred_at=T0, first_at=None, shares=shares
+    )
+    assert sum(e.amount for e in result.values()) == amount
+    reordered = dict(reversed(list(shares.items())))
+    again = earnings(
+        [rule], event_type="sale", currency="USD", occurred_at=T0, first_at=None, shares=reordered
+    )
+    assert again == result  # the input order never changes a result
