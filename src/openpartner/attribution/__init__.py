@@ -1,0 +1,59 @@
+"""Attribution: which partner drove which part of a conversion. Pure code, no I/O.
+
+Payouts: build :class:`Touch` and :class:`Conversion` values, pick a model with
+:func:`parse_model`, call :func:`attribute`. Analytics (never payouts): :func:`markov_removal` and
+:func:`shapley` over journeys. See ``docs/attribution.md``.
+"""
+
+from openpartner.attribution.engine import (
+    CLOCK_SKEW_GRACE,
+    ENGINE_VERSION,
+    EXCLUSION_REASONS,
+    Attribution,
+    Credit,
+    ExcludedTouch,
+    WeightedTouch,
+    attribute,
+)
+from openpartner.attribution.models import (
+    DEFAULT_MODEL,
+    DEFAULT_SPEC,
+    MODELS,
+    FirstClick,
+    LastClick,
+    Linear,
+    ModelSpec,
+    PartnerEqual,
+    Position,
+    RoleBased,
+    TimeDecay,
+    parse_model,
+)
+from openpartner.attribution.touches import KINDS, Conversion, Touch, touch_order
+
+__all__ = [
+    "CLOCK_SKEW_GRACE",
+    "DEFAULT_MODEL",
+    "DEFAULT_SPEC",
+    "ENGINE_VERSION",
+    "EXCLUSION_REASONS",
+    "KINDS",
+    "MODELS",
+    "Attribution",
+    "Conversion",
+    "Credit",
+    "ExcludedTouch",
+    "FirstClick",
+    "LastClick",
+    "Linear",
+    "ModelSpec",
+    "PartnerEqual",
+    "Position",
+    "RoleBased",
+    "TimeDecay",
+    "Touch",
+    "WeightedTouch",
+    "attribute",
+    "parse_model",
+    "touch_order",
+]
