@@ -52,17 +52,17 @@ DEFAULT_ROLE_WEIGHTS: Final[Mapping[str, int]] = {
 MAX_ROLE_LENGTH: Final = 64
 
 # time_decay runs in this context and nowhere else, so its result never depends on the caller's
-# decimal settings. Every step (divide, multiply, ln, exp) is a correctly rounded operation of the
-# General Decimal Arithmetic specification at 50 digits, so the weights are bit-identical on every
-# platform. A weight below ~1e-148 (hundreds of half-lives older than the newest touch) underflows
-# to 0 instead of growing a thousand-digit denominator.
+# decimal settings. Every step (divide, multiply, exp) is a correctly rounded operation of the
+# General Decimal Arithmetic specification at 50 digits, so the weights are identical on every
+# platform. Only the fraction of a half-life goes through it (a value in (1/2, 1]); whole
+# half-lives are exact powers of two.
 DECAY_CONTEXT: Final = Context(
-    prec=50,
-    rounding=ROUND_HALF_EVEN,
-    Emin=-99,
-    Emax=99,
-    traps=[InvalidOperation, DivisionByZero, Overflow],
+    prec=50, rounding=ROUND_HALF_EVEN, traps=[InvalidOperation, DivisionByZero, Overflow]
 )
+MAX_HALF_LIVES: Final = 200
+"""A touch this many half-lives older than the newest one weighs 0: its exact share is below
+2^-200 (~6e-61) of the amount, i.e. no unit of any real amount, and its weight would otherwise
+carry a needlessly huge denominator."""
 _LN2: Final = DECAY_CONTEXT.ln(Decimal(2))
 _MICROSECOND: Final = timedelta(microseconds=1)
 
@@ -194,8 +194,10 @@ class TimeDecay(ModelSpec):
     """Weight ``2^(-age / half_life)``, age in seconds before the conversion.
 
     Touches inside the clock-skew grace after the conversion count as age 0. Ages are taken
-    relative to the newest eligible touch, whose weight is then exactly 1; after normalising
-    this gives the same shares as ages from the conversion, and the total can never underflow.
+    relative to the newest eligible touch, whose weight is then exactly 1: after normalising this
+    gives the same shares as ages from the conversion, and the total is never 0. Whole half-lives
+    are exact (one half-life older weighs exactly 1/2); the rest of a half-life goes through
+    ``DECAY_CONTEXT``.
     """
 
     name: ClassVar[str] = "time_decay"
@@ -208,15 +210,20 @@ class TimeDecay(ModelSpec):
     def weights(self, touches: Sequence[Touch], at: datetime) -> list[Fraction]:
         ages = [max(0, (at - t.at) // _MICROSECOND) for t in touches]
         newest = min(ages)
-        half_life = Decimal(self.half_life_seconds * 1_000_000)
+        half_life = self.half_life_seconds * 1_000_000
         ctx = DECAY_CONTEXT
         raw: list[Fraction] = []
         for age in ages:
-            if age == newest:
-                raw.append(Fraction(1))
+            halvings, rest = divmod(age - newest, half_life)
+            if halvings >= MAX_HALF_LIVES:
+                raw.append(Fraction(0))
                 continue
-            exponent = ctx.multiply(ctx.divide(Decimal(newest - age), half_life), _LN2)
-            raw.append(Fraction(ctx.exp(exponent)))
+            weight = Fraction(1, 1 << halvings)
+            if rest:
+                # 2^(-rest/half_life) = exp(-ln 2 * rest / half_life)
+                exponent = ctx.multiply(ctx.divide(Decimal(-rest), Decimal(half_life)), _LN2)
+                weight *= Fraction(ctx.exp(exponent))
+            raw.append(weight)
         return _normalise(raw)
 
     def params_for_storage(self) -> dict[str, Any]:
