@@ -130,6 +130,37 @@ def test_markov_ignores_journey_order_and_consecutive_repeats(
     assert markov_removal(shuffled) == markov_removal(journeys) == markov_removal(collapsed)
 
 
+def test_markov_is_exact_unless_loops_are_too_large_then_simulated_deterministically() -> None:
+    journeys = [
+        J(("A",), True),
+        J(("B",), False),
+        J(("A", "B"), True),
+        J(("B", "A"), False),
+        J(("B",), True),
+    ]
+    exact = markov_removal(journeys)
+    assert exact.exact
+    # A and B lead to each other: a loop of 2 states, over the limit of 1.
+    simulated = markov_removal(journeys, max_exact_states=1, walks=20_000, seed=7)
+    assert not simulated.exact
+    assert simulated == markov_removal(
+        list(reversed(journeys)), max_exact_states=1, walks=20_000, seed=7
+    )
+    assert simulated != markov_removal(journeys, max_exact_states=1, walks=20_000, seed=8)
+    assert abs(simulated.conversion_probability - exact.conversion_probability) < F(2, 100)
+    for approx, right in zip(simulated.partners, exact.partners, strict=True):
+        assert abs(approx.removal_effect - right.removal_effect) < F(3, 100)
+    assert sum(p.value for p in simulated.partners) == simulated.total_value == 3
+
+
+def test_markov_with_loops_and_self_loops() -> None:
+    # A -> A -> B -> A -> conv is the same chain as A -> B -> A -> conv.
+    journeys = [J(("A", "A", "B", "A"), True), J(("B",), False), J(("A",), False)]
+    result = markov_removal(journeys)
+    assert result.exact
+    assert result.conversion_probability == dense_conversion_probability(journeys, None)
+
+
 # --- Shapley ---------------------------------------------------------------------------------
 
 

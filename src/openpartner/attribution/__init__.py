@@ -5,6 +5,15 @@ Payouts: build :class:`Touch` and :class:`Conversion` values, pick a model with
 :func:`shapley` over journeys. See ``docs/attribution.md``.
 """
 
+from openpartner.attribution.analytics import (
+    Journey,
+    MarkovPartner,
+    MarkovResult,
+    ShapleyPartner,
+    ShapleyResult,
+    markov_removal,
+    shapley,
+)
 from openpartner.attribution.engine import (
     CLOCK_SKEW_GRACE,
     ENGINE_VERSION,
@@ -44,16 +53,23 @@ __all__ = [
     "Credit",
     "ExcludedTouch",
     "FirstClick",
+    "Journey",
     "LastClick",
     "Linear",
+    "MarkovPartner",
+    "MarkovResult",
     "ModelSpec",
     "PartnerEqual",
     "Position",
     "RoleBased",
+    "ShapleyPartner",
+    "ShapleyResult",
     "TimeDecay",
     "Touch",
     "WeightedTouch",
     "attribute",
+    "markov_removal",
     "parse_model",
+    "shapley",
     "touch_order",
 ]

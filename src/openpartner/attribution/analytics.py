@@ -6,8 +6,8 @@ and deterministic: journeys may come in any order, and ties are broken by partne
 
 - :func:`markov_removal` fits a first-order Markov chain (start -> partners -> conversion or
   null) and gives each partner its *removal effect*: the share of the conversion probability that
-  disappears when the partner is removed (transitions into it go to null). Solved exactly by
-  state elimination over ``Fraction``s, once for the full chain and once per partner.
+  disappears when the partner is removed (transitions into it go to null). Solved exactly over
+  integers and ``Fraction``s (``chain.py``).
 - :func:`shapley` gives each partner its Shapley value in the counterfactual game
   ``v(S) = sum over journey groups T of n(T) * r(T & S)``: if only the partners in S existed, the
   n(T) journeys that touched exactly the partners T would have converted at r(T & S), the value
@@ -26,7 +26,9 @@ from dataclasses import dataclass
 from fractions import Fraction
 from itertools import pairwise
 from math import factorial
+from typing import Final
 
+from openpartner.attribution.chain import removal_probabilities
 from openpartner.attribution.touches import Touch, touch_order
 from openpartner.core.errors import ValidationFailed
 
@@ -92,15 +94,31 @@ class MarkovResult:
     conversion_probability: Fraction
     """P(start reaches conversion) in the fitted chain."""
     total_value: int
+    exact: bool
+    """False when the chain was too tangled to solve exactly and was simulated instead."""
     partners: tuple[MarkovPartner, ...]
     """Sorted by partner id."""
 
 
-def markov_removal(journeys: Iterable[Journey]) -> MarkovResult:
+MAX_EXACT_STATES: Final = 100
+"""Largest group of partners that lead to each other in loops still solved exactly (~3 s)."""
+DEFAULT_WALKS: Final = 200_000
+
+
+def markov_removal(
+    journeys: Iterable[Journey],
+    *,
+    max_exact_states: int = MAX_EXACT_STATES,
+    walks: int = DEFAULT_WALKS,
+    seed: int = 0,
+) -> MarkovResult:
     """Removal effect of every partner in a first-order Markov chain fitted to ``journeys``.
 
     Transition probabilities are observed counts over the state's departures. A partner touching
-    twice in a row is a self-loop, which changes no conversion probability.
+    twice in a row is a self-loop, which changes no conversion probability. Exact unless more
+    than ``max_exact_states`` partners lead to each other in loops (the exact solve is cubic in
+    that number): then the chain is simulated ``walks`` times with ``seed``, deterministically,
+    and ``exact`` is False.
     """
     journeys = list(journeys)
     total_value = sum(_worths(journeys))
@@ -116,62 +134,22 @@ def markov_removal(journeys: Iterable[Journey]) -> MarkovResult:
             if there != _NULL:
                 row = counts.setdefault(here, {})
                 row[there] = row.get(there, 0) + 1
-    chain = {
-        s: {t: Fraction(c, departures[s]) for t, c in row.items()} for s, row in counts.items()
-    }
-    base = _conversion_probability(chain, None)
-    effects = {
-        p: (1 - _conversion_probability(chain, index[p]) / base) if base else Fraction(0)
-        for p in partners
-    }
+    base, without, exact = removal_probabilities(
+        counts,
+        departures,
+        _START,
+        _CONVERSION,
+        max_exact_states=max_exact_states,
+        walks=walks,
+        seed=seed,
+    )
+    effects = {p: (1 - without[index[p]] / base) if base else Fraction(0) for p in partners}
     total_effect = sum(effects.values(), Fraction(0))
     result = []
     for p in partners:
         share = effects[p] / total_effect if total_effect else Fraction(0)
         result.append(MarkovPartner(p, effects[p], share, share * total_value))
-    return MarkovResult(base, total_value, tuple(result))
-
-
-def _conversion_probability(chain: dict[int, dict[int, Fraction]], removed: int | None) -> Fraction:
-    """P(start reaches conversion), with state ``removed`` sent to null. Exact state elimination:
-    removing state k reroutes every p -> k -> t as p -> t with probability
-    P(p,k) * P(k,t) / (1 - P(k,k))."""
-    # Edges into the removed state, or into a state never left towards conversion, add 0.
-    graph = {
-        s: {t: p for t, p in row.items() if t != removed and (t in chain or t == _CONVERSION)}
-        for s, row in chain.items()
-        if s != removed
-    }
-    if _START not in graph:
-        return Fraction(0)
-    preds: dict[int, set[int]] = {s: set() for s in graph}
-    for s, row in graph.items():
-        for t in row:
-            if t != _CONVERSION:
-                preds.setdefault(t, set()).add(s)
-    # Cheapest states first keeps fill-in low; the order changes the work, never the result.
-    order = sorted(
-        (s for s in graph if s != _START), key=lambda s: (len(preds[s]) * len(graph[s]), s)
-    )
-    for k in order:
-        out = graph.pop(k)
-        loop = out.pop(k, Fraction(0))
-        factor = 1 / (1 - loop)  # loop < 1: every observed state was left towards an end
-        for t in out:
-            if t != _CONVERSION:
-                preds[t].discard(k)
-        for p in preds.pop(k):
-            if p == k:
-                continue
-            row = graph[p]
-            through = row.pop(k) * factor
-            for t, b in out.items():
-                row[t] = row.get(t, Fraction(0)) + through * b
-                if t != _CONVERSION:
-                    preds[t].add(p)
-    start = graph[_START]
-    loop = start.pop(_START, Fraction(0))
-    return start.get(_CONVERSION, Fraction(0)) / (1 - loop)
+    return MarkovResult(base, total_value, exact, tuple(result))
 
 
 # --- Shapley ---------------------------------------------------------------------------------
