@@ -111,14 +111,14 @@ def simulate(
     rng = Random(seed)
     table: dict[int, tuple[list[int], list[int]]] = {}
     for s in departures:
-        targets = sorted(counts.get(s, {}).items())
+        pairs = sorted(counts.get(s, {}).items())
         # A draw in [last cumulative count, departures[s]) is the null state.
-        table[s] = ([t for t, _ in targets], list(accumulate(c for _, c in targets)))
+        table[s] = ([t for t, _ in pairs], list(accumulate(c for _, c in pairs)))
     converted = 0
     through: dict[int, int] = dict.fromkeys(departures, 0)
     for _ in range(walks):
         state = start
-        visited = set()
+        visited: set[int] = set()
         while True:
             targets, cumulative = table[state]
             i = bisect_right(cumulative, rng.randrange(departures[state]))
