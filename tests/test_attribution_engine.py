@@ -239,3 +239,67 @@ def test_inputs_must_be_aware_utc_and_well_formed() -> None:
     with pytest.raises(ValidationFailed) as info:
         Conversion(AT, 1.5, "USD")  # type: ignore[arg-type]
     assert info.value.code == "invalid_amount"
+
+
+DOC_TOUCHES = [
+    Touch("t1", 1, "A", AT - 21 * D),
+    Touch("t2", 2, "B", AT - 14 * D, kind="touchpoint", role="referral"),
+    Touch("t3", 3, "C", AT - 7 * D, kind="touchpoint", role="demo"),
+    Touch("t4", 4, "B", AT, kind="touchpoint", role="closer"),
+]
+
+
+@pytest.mark.parametrize(
+    ("model", "window", "touch_weights", "amounts"),
+    [
+        ("last_click", 30, [0, 0, 0, 1], {"B": 10_000}),
+        ("first_click", 30, [1, 0, 0, 0], {"A": 10_000}),
+        ("first_click", 20, [1, 0, 0], {"B": 10_000}),
+        ("linear", 30, [F(1, 4)] * 4, {"A": 2_500, "B": 5_000, "C": 2_500}),
+        (
+            "partner_equal",
+            30,
+            [F(1, 3), F(1, 6), F(1, 3), F(1, 6)],
+            {"A": 3_334, "B": 3_333, "C": 3_333},
+        ),
+        (
+            "position",
+            30,
+            [F(2, 5), F(1, 10), F(1, 10), F(2, 5)],
+            {"A": 4_000, "B": 5_000, "C": 1_000},
+        ),
+        (
+            "time_decay",
+            30,
+            [F(1, 15), F(2, 15), F(4, 15), F(8, 15)],
+            {"A": 667, "B": 6_667, "C": 2_666},
+        ),
+        (
+            "role_based",
+            30,
+            [F(1, 16), F(5, 16), F(3, 16), F(7, 16)],
+            {"A": 625, "B": 7_500, "C": 1_875},
+        ),
+    ],
+)
+def test_worked_example_in_the_docs(
+    model: str, window: int, touch_weights: list[Fraction], amounts: dict[str, int]
+) -> None:
+    result = attribute(DOC_TOUCHES, sale("100.00"), parse_model(model), window)
+    assert [w.weight for w in result.touches] == touch_weights
+    assert result.amounts() == amounts
+
+
+@pytest.mark.parametrize(
+    ("model", "amount", "currency", "amounts"),
+    [
+        ("partner_equal", "-29.99", "USD", {"A": -1_000, "B": -1_000, "C": -999}),
+        ("time_decay", "1000", "JPY", {"A": 67, "B": 667, "C": 266}),
+        ("position", "0.001", "BHD", {"A": 0, "B": 1, "C": 0}),
+    ],
+)
+def test_split_examples_in_the_docs(
+    model: str, amount: str, currency: str, amounts: dict[str, int]
+) -> None:
+    result = attribute(DOC_TOUCHES, sale(amount, currency), parse_model(model), 30)
+    assert result.amounts() == amounts
