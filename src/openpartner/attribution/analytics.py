@@ -101,7 +101,7 @@ class MarkovResult:
 
 
 MAX_EXACT_STATES: Final = 100
-"""Largest group of partners that lead to each other in loops still solved exactly (~3 s)."""
+"""Largest group of partners that lead to each other in loops still solved exactly (~2 s)."""
 DEFAULT_WALKS: Final = 200_000
 
 
