@@ -7,6 +7,7 @@ exactly, with :func:`split`.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
@@ -96,18 +97,32 @@ def split(amount: int, weights: Mapping[K, Fraction | int], order: Mapping[K, An
     """
     if not weights:
         raise ValueError("split needs at least one weight")
-    fractions = {k: Fraction(w) for k, w in weights.items()}
-    if any(w < 0 for w in fractions.values()):
+    keys = list(weights)
+    # Scale every weight to an integer over one common denominator, so the exact shares
+    # magnitude * n_i / N are compared with integer arithmetic only (same result as Fractions,
+    # several times faster: replay splits millions of amounts).
+    denominators = [w.denominator if isinstance(w, Fraction) else 1 for w in weights.values()]
+    common = math.lcm(*denominators)
+    numerators = [
+        (w.numerator * (common // w.denominator)) if isinstance(w, Fraction) else int(w) * common
+        for w in weights.values()
+    ]
+    if any(n < 0 for n in numerators):
         raise ValueError("weights must be non-negative")
-    total = sum(fractions.values(), Fraction(0))
+    total = sum(numerators)
     if total <= 0:
         raise ValueError("weights must have a positive total")
     sign = -1 if amount < 0 else 1
     magnitude = abs(amount)
-    exact = {k: magnitude * w / total for k, w in fractions.items()}
-    parts = {k: v.numerator // v.denominator for k, v in exact.items()}
+    if len(keys) == 1:
+        return {keys[0]: amount}
+    parts: dict[K, int] = {}
+    remainders: dict[K, int] = {}
+    for key, n in zip(keys, numerators, strict=True):
+        parts[key], remainders[key] = divmod(magnitude * n, total)
     leftover = magnitude - sum(parts.values())
-    ranked = sorted(exact, key=lambda k: (-(exact[k] - parts[k]), order[k]))
-    for k in ranked[:leftover]:
-        parts[k] += 1
+    if leftover:
+        ranked = sorted(keys, key=lambda k: (-remainders[k], order[k]))
+        for k in ranked[:leftover]:
+            parts[k] += 1
     return {k: sign * v for k, v in parts.items()}
