@@ -1,6 +1,7 @@
 """Imports every table so ``Base.metadata`` is complete (Alembic autogenerate, drift checks)."""
 
 from openpartner.accounts.models import ApiKey
+from openpartner.attribution.configs import AttributionConfig
 from openpartner.attribution.records import AttributionRow
 from openpartner.clicks.models import Click
 from openpartner.commissions.models import (
@@ -25,6 +26,7 @@ from openpartner.worker.models import Job
 __all__ = [
     "Adjustment",
     "ApiKey",
+    "AttributionConfig",
     "AttributionRow",
     "Base",
     "Click",

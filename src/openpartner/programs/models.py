@@ -22,6 +22,8 @@ class Program(Timestamps, Base):
     """Browser origins allowed to use this program's publishable keys (``https://shop.example``)."""
     attribution_window_days: Mapped[int] = mapped_column(default=60)
     attribution_model: Mapped[str] = mapped_column(sa.String(32), default="last_click")
+    attribution_params: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    """Current model parameters; the history lives in ``attribution_configs``."""
     cookie_lifetime_days: Mapped[int] = mapped_column(default=60)
     cookie_domain: Mapped[str | None] = mapped_column(sa.String(253))
     """Registrable domain the router shares cookies with, e.g. ``shop.example`` for

@@ -29,6 +29,8 @@ class ProgramCreate(RequestModel):
     allowed_origins: list[str] = Field(default_factory=list, max_length=50)
     attribution_window_days: int = Field(default=60, ge=1, le=365)
     attribution_model: AttributionModelName = "last_click"
+    attribution_params: dict[str, Any] = Field(default_factory=dict, max_length=16)
+    """Model parameters, e.g. ``{"half_life_seconds": 604800}`` (see docs/attribution.md)."""
     cookie_lifetime_days: int = Field(default=60, ge=1, le=400)
     cookie_domain: str | None = Field(default=None, max_length=253)
     cookie_name: str | None = ParamName
@@ -49,6 +51,7 @@ class ProgramUpdate(RequestModel):
     allowed_origins: list[str] | None = Field(default=None, max_length=50)
     attribution_window_days: int | None = Field(default=None, ge=1, le=365)
     attribution_model: AttributionModelName | None = None
+    attribution_params: dict[str, Any] | None = Field(default=None, max_length=16)
     cookie_lifetime_days: int | None = Field(default=None, ge=1, le=400)
     cookie_domain: str | None = Field(default=None, max_length=253)
     cookie_name: str | None = ParamName
@@ -71,6 +74,7 @@ class ProgramOut(ResponseModel):
     allowed_origins: list[str]
     attribution_window_days: int
     attribution_model: str
+    attribution_params: dict[str, Any]
     cookie_lifetime_days: int
     cookie_domain: str | None
     cookie_name: str

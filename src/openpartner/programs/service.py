@@ -5,9 +5,12 @@ from urllib.parse import urlsplit
 from sqlalchemy.orm import Session
 
 from openpartner.accounts.scopes import Principal
+from openpartner.attribution.configs import BEGINNING, record_config
+from openpartner.attribution.models import parse_model
 from openpartner.core.errors import Forbidden, NotFound, ValidationFailed
 from openpartner.core.ids import new_id
 from openpartner.core.money import normalize_currency
+from openpartner.core.time import utc_now
 from openpartner.core.urls import normalize_domain, normalize_origin, validate_destination
 from openpartner.programs.models import Program
 from openpartner.programs.schemas import ProgramCreate, ProgramUpdate
@@ -39,6 +42,9 @@ def create_program(session: Session, principal: Principal, data: ProgramCreate) 
         allowed_origins=[normalize_origin(o) for o in data.allowed_origins],
         attribution_window_days=data.attribution_window_days,
         attribution_model=data.attribution_model,
+        attribution_params=parse_model(
+            data.attribution_model, data.attribution_params
+        ).params_for_storage(),
         cookie_lifetime_days=data.cookie_lifetime_days,
         cookie_domain=normalize_domain(data.cookie_domain) if data.cookie_domain else None,
         cookie_name=data.cookie_name or "_cref",
@@ -53,6 +59,15 @@ def create_program(session: Session, principal: Principal, data: ProgramCreate) 
     )
     session.add(program)
     session.flush()
+    record_config(
+        session,
+        program_id=program.id,
+        model=program.attribution_model,
+        params=program.attribution_params,
+        window_days=program.attribution_window_days,
+        effective_from=BEGINNING,
+        reason="created",
+    )
     return program
 
 
@@ -60,7 +75,10 @@ def update_program(
     session: Session, principal: Principal, program_id: str, data: ProgramUpdate
 ) -> Program:
     program = get_program(session, principal, program_id)
+    fields_before = _attribution_fields(program)
     fields = data.model_dump(exclude_unset=True)
+    if "attribution_model" in fields and "attribution_params" not in fields:
+        fields["attribution_params"] = {}  # another model's parameters do not carry over
     if "allowed_domains" in fields and fields["allowed_domains"] is not None:
         program.allowed_domains = _domains(fields.pop("allowed_domains"))
     if "default_destination_url" in fields or "allowed_domains" in data.model_fields_set:
@@ -80,6 +98,20 @@ def update_program(
     for name, value in fields.items():
         if value is not None:
             setattr(program, name, value)
+    program.attribution_params = parse_model(
+        program.attribution_model, program.attribution_params
+    ).params_for_storage()
+    if fields_before != _attribution_fields(program):
+        # A new version effective now: events before now keep the rules they were paid under.
+        record_config(
+            session,
+            program_id=program.id,
+            model=program.attribution_model,
+            params=program.attribution_params,
+            window_days=program.attribution_window_days,
+            effective_from=utc_now(),
+            reason="updated",
+        )
     session.flush()
     return program
 
@@ -113,3 +145,11 @@ def program_for(session: Session, principal: Principal, program_id: str | None) 
             errors=[{"loc": ["body", "program_id"], "msg": "required", "type": "missing"}],
         )
     return get_program(session, principal, program_id)
+
+
+def _attribution_fields(program: Program) -> tuple[str, dict[str, object], int]:
+    return (
+        program.attribution_model,
+        dict(program.attribution_params),
+        program.attribution_window_days,
+    )

@@ -1,0 +1,101 @@
+"""Versioned attribution configuration: model, parameters and window, effective from a time.
+
+An event is attributed under the version in force at its time: the most recently *created*
+version among those effective at or before the event. A program edit creates a version effective
+now, so the past keeps its rules; a replay applied "since T" creates a version effective at T,
+which then wins for every event from T on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from openpartner.attribution.models import ModelSpec, parse_model
+from openpartner.core.ids import new_id
+from openpartner.core.time import utc_now
+from openpartner.db.base import Base, IdType, JSONType
+
+BEGINNING = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class AttributionConfig(Base):
+    __tablename__ = "attribution_configs"
+    __table_args__ = (
+        sa.Index(
+            "ix_attribution_configs_program_id_effective_from", "program_id", "effective_from"
+        ),
+    )
+
+    id: Mapped[str] = mapped_column(IdType, primary_key=True)
+    """``cfg_…``; ids sort by creation time, which breaks ties between versions."""
+    program_id: Mapped[str] = mapped_column(sa.ForeignKey("programs.id"))
+    effective_from: Mapped[datetime]
+    model: Mapped[str] = mapped_column(sa.String(32))
+    params: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    """Canonical parameters (``ModelSpec.params_for_storage()``)."""
+    window_days: Mapped[int]
+    reason: Mapped[str] = mapped_column(sa.String(64))
+    """``created``, ``updated`` or ``replay``."""
+    created_at: Mapped[datetime] = mapped_column(default=utc_now)
+
+    @property
+    def spec(self) -> ModelSpec:
+        return parse_model(self.model, self.params)
+
+
+def record_config(
+    session: Session,
+    *,
+    program_id: str,
+    model: str,
+    params: dict[str, Any] | None,
+    window_days: int,
+    effective_from: datetime,
+    reason: str,
+) -> AttributionConfig:
+    spec = parse_model(model, params or {})
+    config = AttributionConfig(
+        id=new_id("cfg"),
+        program_id=program_id,
+        effective_from=effective_from,
+        model=spec.name,
+        params=spec.params_for_storage(),
+        window_days=window_days,
+        reason=reason,
+    )
+    session.add(config)
+    session.flush()
+    return config
+
+
+def program_configs(session: Session, program_id: str) -> list[AttributionConfig]:
+    return list(
+        session.scalars(
+            sa.select(AttributionConfig)
+            .where(AttributionConfig.program_id == program_id)
+            .order_by(AttributionConfig.id)
+        )
+    )
+
+
+def in_force(configs: Sequence[AttributionConfig], at: datetime) -> AttributionConfig | None:
+    """The version in force at ``at`` among ``configs`` (ordered by id, i.e. creation)."""
+    chosen = None
+    for config in configs:
+        if config.effective_from <= at:
+            chosen = config  # later-created versions win
+    return chosen
+
+
+def config_for(session: Session, program_id: str, at: datetime) -> AttributionConfig | None:
+    return session.scalar(
+        sa.select(AttributionConfig)
+        .where(AttributionConfig.program_id == program_id, AttributionConfig.effective_from <= at)
+        .order_by(AttributionConfig.id.desc())
+        .limit(1)
+    )
