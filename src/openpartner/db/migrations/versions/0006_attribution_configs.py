@@ -54,10 +54,12 @@ def upgrade() -> None:
         )
 
     # Programs created before versioning get their current settings as the first version.
+    sqlite = op.get_bind().dialect.name == "sqlite"
+    beginning = "'1970-01-01 00:00:00.000000'" if sqlite else "'1970-01-01 00:00:00+00'"
     op.execute(
         "INSERT INTO attribution_configs "
         "(id, program_id, effective_from, model, params, window_days, reason, created_at) "
-        "SELECT 'cfg_' || substr(id, 5), id, '1970-01-01 00:00:00+00:00', attribution_model, "
+        f"SELECT 'cfg_' || substr(id, 5), id, {beginning}, attribution_model, "
         "attribution_params, attribution_window_days, 'created', created_at FROM programs"
     )
     # ### end Alembic commands ###
