@@ -6,6 +6,7 @@ Create Date: 2026-11-21 05:55:14.853447
 """
 
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
 import sqlalchemy as sa
 from alembic import op
@@ -54,14 +55,16 @@ def upgrade() -> None:
         )
 
     # Programs created before versioning get their current settings as the first version.
+    # Stored like the app stores times: naive UTC text on SQLite, timestamptz on PostgreSQL.
     sqlite = op.get_bind().dialect.name == "sqlite"
-    beginning = "'1970-01-01 00:00:00.000000'" if sqlite else "'1970-01-01 00:00:00+00'"
-    op.execute(
+    beginning = datetime(1970, 1, 1) if sqlite else datetime(1970, 1, 1, tzinfo=UTC)
+    insert = sa.text(
         "INSERT INTO attribution_configs "
         "(id, program_id, effective_from, model, params, window_days, reason, created_at) "
-        f"SELECT 'cfg_' || substr(id, 5), id, {beginning}, attribution_model, "
+        "SELECT 'cfg_' || substr(id, 5), id, :beginning, attribution_model, "
         "attribution_params, attribution_window_days, 'created', created_at FROM programs"
-    )
+    ).bindparams(sa.bindparam("beginning", type_=sa.DateTime(timezone=True)))
+    op.get_bind().execute(insert, {"beginning": beginning})
     # ### end Alembic commands ###
 
 
