@@ -57,7 +57,9 @@ def upgrade() -> None:
     # Programs created before versioning get their current settings as the first version.
     # Stored like the app stores times: naive UTC text on SQLite, timestamptz on PostgreSQL.
     sqlite = op.get_bind().dialect.name == "sqlite"
-    beginning = datetime(1970, 1, 1) if sqlite else datetime(1970, 1, 1, tzinfo=UTC)
+    beginning = datetime(1970, 1, 1, tzinfo=UTC)
+    if sqlite:
+        beginning = beginning.replace(tzinfo=None)
     insert = sa.text(
         "INSERT INTO attribution_configs "
         "(id, program_id, effective_from, model, params, window_days, reason, created_at) "
