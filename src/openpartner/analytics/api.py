@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
-from openpartner.analytics import journeys, partner, service
+from openpartner.analytics import journeys, mix, partner, service
 from openpartner.analytics.period import period
 from openpartner.analytics.schemas import (
     DataDrivenOut,
@@ -94,7 +94,7 @@ def touch_mix(
     touchpoint type."""
     program = _program(session, principal, program_id)
     window = period(from_, to)
-    data = service.touch_mix(session, program.id, window)
+    data = mix.touch_mix(session, program.id, window)
     return {"program_id": program.id, "period": window.as_dict(), "data": data}
 
 

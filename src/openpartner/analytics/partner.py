@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from openpartner.accounts.scopes import Principal
+from openpartner.analytics.mix import touch_mix
 from openpartner.analytics.period import Period, month_of, ratio
 from openpartner.analytics.revenue import (
     SALE,
@@ -19,7 +20,7 @@ from openpartner.analytics.revenue import (
     in_range,
     is_conversion,
 )
-from openpartner.analytics.service import REVENUE_BASIS, touch_mix
+from openpartner.analytics.service import REVENUE_BASIS
 from openpartner.attribution.records import AttributionRow
 from openpartner.events.models import Event
 from openpartner.partners.models import Partner

@@ -1,8 +1,8 @@
-"""Program analytics: overview, partner leaderboard, model usage, touch mix, recent conversions.
+"""Program analytics: overview, partner leaderboard, model usage, recent conversions.
 
 Read-only. Every query is keyed by a program the caller was allowed to open (``get_program``);
-partner-bound keys only reach ``partners.py`` (their own partner). Conversions are non-refund
-events; revenue is in ``revenue.py``.
+partner-bound keys only reach ``partner.py`` (their own partner). Conversions are non-refund
+events; revenue is defined in ``revenue.py``, the touch mix in ``mix.py``.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from openpartner.accounts.scopes import Principal
-from openpartner.analytics.period import Period, fraction_str, ratio
+from openpartner.analytics.period import Period, fraction_str
 from openpartner.analytics.revenue import (
     REFUND,
     SALE,
@@ -26,10 +26,7 @@ from openpartner.analytics.revenue import (
     partner_revenue,
 )
 from openpartner.attribution.records import AttributionRow
-from openpartner.clicks.models import Click
 from openpartner.core.errors import Forbidden
-from openpartner.coupons.models import PromotionCode
-from openpartner.deals.models import Touchpoint
 from openpartner.events.models import Event
 from openpartner.partners.models import Partner
 from openpartner.programs.models import Program
@@ -113,11 +110,11 @@ def overview(session: Session, program: Program, period: Period) -> dict[str, An
     credited = _conversion_counts(session, program.id, period, _attributed())["total"]
     revenue = [
         {
-            **amounts,
-            "sales_count": sales.get(str(amounts["currency"]), 0),
-            "average_sale": _average(amounts["sales"], sales.get(str(amounts["currency"]), 0)),
+            **everything.amounts[currency].as_dict(currency),
+            "sales_count": sales.get(currency, 0),
+            "average_sale": _average(everything.amounts[currency].sales, sales.get(currency, 0)),
         }
-        for amounts in everything.as_list()
+        for currency in sorted(everything.amounts)
     ]
     return {
         "program_id": program.id,
@@ -133,9 +130,9 @@ def overview(session: Session, program: Program, period: Period) -> dict[str, An
     }
 
 
-def _average(total: object, count: int) -> int | None:
+def _average(total: int, count: int) -> int | None:
     """Average sale in minor units, rounded once (half to even); None without sales."""
-    return round(Fraction(int(str(total)), count)) if count else None
+    return round(Fraction(total, count)) if count else None
 
 
 def leaderboard(
@@ -185,12 +182,10 @@ def model_usage(session: Session, program: Program, period: Period) -> dict[str,
             sa.func.count(sa.distinct(AttributionRow.event_id)),
             sa.func.count(),
         ).group_by(AttributionRow.model, AttributionRow.engine_version)
-    ).all()
+    )
+    counted = sorted(((-int(e), m, v, int(r)) for m, v, e, r in rows))
     events = session.scalar(joined.add_columns(sa.func.count(sa.distinct(AttributionRow.event_id))))
-    usage = [
-        {"model": m, "engine_version": v, "events": int(e), "rows": int(r)} for m, v, e, r in rows
-    ]
-    usage.sort(key=lambda u: (-int(str(u["events"])), str(u["model"]), str(u["engine_version"])))
+    usage = [{"model": m, "engine_version": v, "events": -e, "rows": r} for e, m, v, r in counted]
     return {
         "program_id": program.id,
         "period": period.as_dict(),
@@ -198,82 +193,6 @@ def model_usage(session: Session, program: Program, period: Period) -> dict[str,
         "attributed_events": int(events or 0),
         "data": usage,
     }
-
-
-def touch_mix(
-    session: Session, program_id: str, period: Period, partner_id: str | None = None
-) -> list[dict[str, Any]]:
-    """Touches recorded in the range (clicks, touchpoints per type, promotion-code uses) next to
-    the touches credited on the range's conversions (attribution rows per kind and type)."""
-    mix: dict[tuple[str, str | None], dict[str, int]] = {}
-
-    def slot(kind: str, type_: str | None) -> dict[str, int]:
-        return mix.setdefault(
-            (kind, type_), {"recorded": 0, "flagged": 0, "credited": 0, "credited_events": 0}
-        )
-
-    def mine(column: Any) -> list[sa.ColumnElement[bool]]:
-        return [column == partner_id] if partner_id is not None else []
-
-    flagged = sa.or_(Click.bot, Click.duplicate, Click.velocity, Click.revoked)
-    clicks = session.execute(
-        sa.select(sa.func.count(), sa.func.sum(sa.case((flagged, 1), else_=0))).where(
-            Click.program_id == program_id,
-            period.contains(Click.clicked_at),
-            *mine(Click.partner_id),
-        )
-    ).one()
-    if clicks[0]:
-        slot("click", None).update(recorded=int(clicks[0]), flagged=int(clicks[1] or 0))
-    touchpoints = session.execute(
-        sa.select(Touchpoint.type, sa.func.count())
-        .where(
-            Touchpoint.program_id == program_id,
-            period.contains(Touchpoint.occurred_at),
-            *mine(Touchpoint.partner_id),
-        )
-        .group_by(Touchpoint.type)
-    )
-    for type_, n in touchpoints:
-        slot("touchpoint", type_)["recorded"] = int(n)
-    coupons = session.scalar(
-        sa.select(sa.func.count())
-        .select_from(Event)
-        .join(
-            PromotionCode,
-            (PromotionCode.program_id == Event.program_id)
-            & (PromotionCode.code == Event.promotion_code),
-        )
-        .where(*in_range(program_id, period), is_conversion(), *mine(PromotionCode.partner_id))
-    )
-    if coupons:
-        slot("coupon", None)["recorded"] = int(coupons)
-    credited = session.execute(
-        sa.select(
-            AttributionRow.touch_kind,
-            Touchpoint.type,
-            sa.func.count(),
-            sa.func.count(sa.distinct(AttributionRow.event_id)),
-        )
-        .join(Event, Event.id == AttributionRow.event_id)
-        .outerjoin(Touchpoint, Touchpoint.id == AttributionRow.touch_id)
-        .where(*in_range(program_id, period), is_conversion(), *mine(AttributionRow.partner_id))
-        .group_by(AttributionRow.touch_kind, Touchpoint.type)
-    )
-    for kind, type_, n, events in credited:
-        slot(kind, type_ if kind == "touchpoint" else None).update(
-            credited=int(n), credited_events=int(events)
-        )
-    total = sum(v["credited"] for v in mix.values())
-    return [
-        {
-            "kind": kind,
-            "type": type_,
-            **counts,
-            "credited_share": ratio(Fraction(counts["credited"], total) if total else Fraction(0)),
-        }
-        for (kind, type_), counts in sorted(mix.items(), key=lambda i: (i[0][0], i[0][1] or ""))
-    ]
 
 
 def recent_conversions(session: Session, program: Program, limit: int) -> dict[str, Any]:
