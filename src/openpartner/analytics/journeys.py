@@ -17,8 +17,7 @@ invisible to us, so including the ones who do would skew both views.
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -26,6 +25,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from openpartner.analytics.identities import clicks_by_customer
 from openpartner.analytics.period import Period, fraction_str, ratio
 from openpartner.analytics.revenue import REFUND, in_range, is_conversion
 from openpartner.analytics.service import partner_names
@@ -37,18 +37,15 @@ from openpartner.attribution import (
     shapley,
     touch_order,
 )
-from openpartner.attribution.touches import touches_for_event
 from openpartner.clicks.models import Click
 from openpartner.core.errors import ValidationFailed
 from openpartner.deals.models import Deal, Touchpoint
 from openpartner.events.models import Event
 from openpartner.identity.models import IdentityEdge
-from openpartner.identity.service import clicks_of_customer
 from openpartner.partners.models import Partner
 from openpartner.programs.models import Program
 
 NOTICE = "Analytics only, never used for payouts."
-_CHUNK = 500
 _INSTANT = timedelta(microseconds=1)  # the range's end is exclusive
 
 
@@ -57,6 +54,77 @@ class Journeys:
     journeys: list[Journey]
     conversions_without_partner: int
     """Customers whose first conversion in the range had no eligible partner touch."""
+
+
+class TouchIndex:
+    """The program's identified clicks and its touchpoints between ``since`` and ``until``,
+    loaded in three queries and looked up per customer, deal or conversion."""
+
+    def __init__(self, session: Session, program_id: str, since: datetime, until: datetime):
+        self.clicks_of = clicks_by_customer(session, program_id)
+        identified = sa.select(IdentityEdge.click_id).where(
+            IdentityEdge.program_id == program_id, IdentityEdge.click_id.is_not(None)
+        )
+        clicks = session.scalars(
+            sa.select(Click).where(
+                Click.program_id == program_id,
+                Click.id.in_(identified),
+                Click.clicked_at >= since,
+                Click.clicked_at <= until,
+            )
+        )
+        self.clicks = {
+            c.id: Touch(
+                c.id, c.seq, c.partner_id, c.clicked_at, "click", None, c.flagged, c.revoked
+            )
+            for c in clicks
+        }
+        self.by_customer: dict[str, list[Touch]] = defaultdict(list)
+        self.by_deal: dict[str, list[Touch]] = defaultdict(list)
+        self.by_deal_customer: dict[str, list[Touch]] = defaultdict(list)
+        touchpoints = session.execute(
+            sa.select(Touchpoint, Deal.customer_id)
+            .outerjoin(Deal, Deal.id == Touchpoint.deal_id)
+            .where(
+                Touchpoint.program_id == program_id,
+                Touchpoint.occurred_at >= since,
+                Touchpoint.occurred_at <= until,
+            )
+        )
+        for tp, deal_customer in touchpoints:
+            touch = Touch(tp.id, tp.seq, tp.partner_id, tp.occurred_at, "touchpoint", tp.type)
+            if tp.customer_id:
+                self.by_customer[tp.customer_id].append(touch)
+            if tp.deal_id:
+                self.by_deal[tp.deal_id].append(touch)
+            if deal_customer:
+                self.by_deal_customer[deal_customer].append(touch)
+
+    def customers(self) -> set[str]:
+        return set(self.clicks_of) | set(self.by_customer) | set(self.by_deal_customer)
+
+    def of_conversion(self, event: Event) -> list[Touch]:
+        """What ``attribution/touches.py`` gathers for the event, less the coupon: the customer's
+        clicks, and touchpoints on the customer or on the event's deal."""
+        customer = event.customer_id or ""
+        deal = self.by_deal.get(event.deal_id, []) if event.deal_id else []
+        return _unique(self._clicks(customer), self.by_customer.get(customer, []), deal)
+
+    def of_customer(self, customer_id: str) -> list[Touch]:
+        """The customer's clicks, and touchpoints on the customer or on its deals."""
+        return _unique(
+            self._clicks(customer_id),
+            self.by_customer.get(customer_id, []),
+            self.by_deal_customer.get(customer_id, []),
+        )
+
+    def _clicks(self, customer_id: str) -> list[Touch]:
+        ids = self.clicks_of.get(customer_id, set())
+        return [self.clicks[i] for i in sorted(ids) if i in self.clicks]
+
+
+def _unique(*groups: list[Touch]) -> list[Touch]:
+    return list({t.id: t for group in groups for t in group}.values())
 
 
 def collect(
@@ -78,25 +146,20 @@ def collect(
     for event in session.scalars(stmt.order_by(Event.occurred_at, Event.seq)):
         first.setdefault(event.customer_id or "", event)
     window = timedelta(days=program.attribution_window_days)
+    index = TouchIndex(session, program.id, period.start - window, period.end + CLOCK_SKEW_GRACE)
     journeys: list[Journey] = []
     without_partner = 0
     for _, event in sorted(first.items()):
-        touches = [
-            Touch(t.id, t.seq, t.partner_id, t.at, t.kind, t.role, t.flagged, t.partner_revoked)
-            for t in touches_for_event(session, event)
-            if t.kind != "coupon"
-        ]
+        at = event.occurred_at
         partners = _partners(
-            touches, revoked, event.occurred_at - window, event.occurred_at + CLOCK_SKEW_GRACE
+            index.of_conversion(event), revoked, at - window, at + CLOCK_SKEW_GRACE
         )
         if partners:
             journeys.append(Journey(partners, converted=True))
         else:
             without_partner += 1
-    lost: dict[str, list[Touch]] = {}
-    for customer_id, touch in _unconverted_touches(session, program.id, period, set(first)):
-        lost.setdefault(customer_id, []).append(touch)
-    for _, touches in sorted(lost.items()):
+    for customer_id in sorted(index.customers() - set(first)):
+        touches = index.of_customer(customer_id)
         partners = _partners(touches, revoked, period.start, period.end - _INSTANT)
         if partners:
             journeys.append(Journey(partners, converted=False))
@@ -116,60 +179,6 @@ def _partners(
         and start <= t.at <= end
     ]
     return tuple(t.partner_id for t in sorted(eligible, key=touch_order))
-
-
-def _unconverted_touches(
-    session: Session, program_id: str, period: Period, converted: set[str]
-) -> Iterator[tuple[str, Touch]]:
-    """(customer, touch) in the range for customers with no conversion in the range."""
-    tps = session.execute(
-        sa.select(Touchpoint, Deal.customer_id)
-        .outerjoin(Deal, Deal.id == Touchpoint.deal_id)
-        .where(Touchpoint.program_id == program_id, period.contains(Touchpoint.occurred_at))
-    )
-    for tp, deal_customer in tps:
-        customer_id = tp.customer_id or deal_customer
-        if customer_id is not None and customer_id not in converted:
-            yield (
-                customer_id,
-                Touch(tp.id, tp.seq, tp.partner_id, tp.occurred_at, "touchpoint", tp.type),
-            )
-    customers = session.scalars(
-        sa.select(IdentityEdge.customer_id)
-        .where(
-            IdentityEdge.program_id == program_id,
-            IdentityEdge.status == "bound",
-            IdentityEdge.customer_id.is_not(None),
-        )
-        .distinct()
-    ).all()
-    owner: dict[str, str] = {}
-    for customer_id in sorted(c for c in customers if c and c not in converted):
-        for click_id in clicks_of_customer(session, program_id, customer_id):
-            owner[click_id] = customer_id
-    for chunk in _chunks(sorted(owner)):
-        clicks = session.scalars(
-            sa.select(Click).where(Click.id.in_(chunk), period.contains(Click.clicked_at))
-        )
-        for click in clicks:
-            yield (
-                owner[click.id],
-                Touch(
-                    click.id,
-                    click.seq,
-                    click.partner_id,
-                    click.clicked_at,
-                    "click",
-                    None,
-                    click.flagged,
-                    click.revoked,
-                ),
-            )
-
-
-def _chunks(items: list[str]) -> Iterable[list[str]]:
-    for i in range(0, len(items), _CHUNK):
-        yield items[i : i + _CHUNK]
 
 
 def data_driven(
