@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from openpartner import __version__
 from openpartner.accounts.api import router as api_keys_router
+from openpartner.analytics.api import router as analytics_router
 from openpartner.api import errors
 from openpartner.api.limits import BodyLimit
 from openpartner.commissions.api import router as commissions_router
@@ -56,6 +57,7 @@ def create_app(
         stripe_router,
         commissions_router,
         payouts_router,
+        analytics_router,
     ):
         app.include_router(router)
 
