@@ -26,7 +26,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from openpartner.analytics.identities import clicks_by_customer
-from openpartner.analytics.period import Period, fraction_str, ratio
+from openpartner.analytics.period import Period
 from openpartner.analytics.revenue import REFUND, in_range, is_conversion
 from openpartner.analytics.service import partner_names
 from openpartner.attribution import (
@@ -39,6 +39,7 @@ from openpartner.attribution import (
 )
 from openpartner.clicks.models import Click
 from openpartner.core.errors import ValidationFailed
+from openpartner.core.ratios import fraction_str, ratio
 from openpartner.deals.models import Deal, Touchpoint
 from openpartner.events.models import Event
 from openpartner.identity.models import IdentityEdge

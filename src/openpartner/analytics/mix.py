@@ -9,10 +9,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from openpartner.analytics.period import Period, ratio
+from openpartner.analytics.period import Period
 from openpartner.analytics.revenue import in_range, is_conversion
 from openpartner.attribution.records import AttributionRow
 from openpartner.clicks.models import Click
+from openpartner.core.ratios import ratio
 from openpartner.coupons.models import PromotionCode
 from openpartner.deals.models import Touchpoint
 from openpartner.events.models import Event

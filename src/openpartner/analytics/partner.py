@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from openpartner.accounts.scopes import Principal
 from openpartner.analytics.mix import touch_mix
-from openpartner.analytics.period import Period, month_of, ratio
+from openpartner.analytics.period import Period, month_of
 from openpartner.analytics.revenue import (
     SALE,
     ByCurrency,
@@ -22,6 +22,7 @@ from openpartner.analytics.revenue import (
 )
 from openpartner.analytics.service import REVENUE_BASIS
 from openpartner.attribution.records import AttributionRow
+from openpartner.core.ratios import ratio
 from openpartner.events.models import Event
 from openpartner.partners.models import Partner
 

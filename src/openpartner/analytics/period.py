@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from fractions import Fraction
 from typing import Any
 
 from openpartner.core.errors import ValidationFailed
@@ -87,19 +86,3 @@ def period(first: date | None, last: date | None) -> Period:
 def month_of(at: datetime) -> str:
     at = at.astimezone(UTC)
     return f"{at.year:04d}-{at.month:02d}"
-
-
-def fraction_str(value: Fraction) -> str:
-    return f"{value.numerator}/{value.denominator}"
-
-
-def percent_str(value: Fraction) -> str:
-    """``value`` as a percentage with two decimals, rounded once, half to even: 5/11 -> 45.45."""
-    hundredths = round(value * 10_000)
-    sign = "-" if hundredths < 0 else ""
-    whole, rest = divmod(abs(hundredths), 100)
-    return f"{sign}{whole}.{rest:02d}"
-
-
-def ratio(value: Fraction) -> dict[str, str]:
-    return {"fraction": fraction_str(value), "percent": percent_str(value)}

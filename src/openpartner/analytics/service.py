@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from openpartner.accounts.scopes import Principal
-from openpartner.analytics.period import Period, fraction_str
+from openpartner.analytics.period import Period
 from openpartner.analytics.revenue import (
     REFUND,
     SALE,
@@ -27,6 +27,7 @@ from openpartner.analytics.revenue import (
 )
 from openpartner.attribution.records import AttributionRow
 from openpartner.core.errors import Forbidden
+from openpartner.core.ratios import fraction_str
 from openpartner.events.models import Event
 from openpartner.partners.models import Partner
 from openpartner.programs.models import Program

@@ -12,6 +12,7 @@ from openpartner.accounts.api import router as api_keys_router
 from openpartner.analytics.api import router as analytics_router
 from openpartner.api import errors
 from openpartner.api.limits import BodyLimit
+from openpartner.attribution.api import router as attribution_router
 from openpartner.commissions.api import router as commissions_router
 from openpartner.coupons.api import router as coupons_router
 from openpartner.db.session import session_factory
@@ -55,6 +56,7 @@ def create_app(
         deals_router,
         coupons_router,
         stripe_router,
+        attribution_router,
         commissions_router,
         payouts_router,
         analytics_router,

@@ -1,0 +1,98 @@
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import sqlalchemy as sa
+from fastapi import APIRouter, Query
+
+from openpartner.api.deps import AttributionRead, DbSession
+from openpartner.attribution import explain
+from openpartner.core.errors import NotFound, ValidationFailed
+from openpartner.deals.service import get_deal
+from openpartner.events.models import Event
+from openpartner.programs.schemas import AttributionModelName
+
+router = APIRouter(prefix="/v1", tags=["attribution"])
+
+Model = Annotated[
+    AttributionModelName | None,
+    Query(description="What-if model; omit for the stored attribution."),
+]
+Params = Annotated[
+    str | None,
+    Query(
+        max_length=2000, description='Model parameters as JSON, e.g. {"half_life_seconds": 86400}'
+    ),
+]
+Window = Annotated[int | None, Query(ge=1, le=365)]
+
+
+def _params(raw: str | None) -> dict[str, Any]:
+    if not raw:
+        return {}
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        raise ValidationFailed(
+            "params must be a JSON object.", code="invalid_model_params"
+        ) from None
+    if not isinstance(value, dict):
+        raise ValidationFailed("params must be a JSON object.", code="invalid_model_params")
+    return value
+
+
+def _explained(
+    session: DbSession, event: Event, model: str | None, params: str | None, window: int | None
+) -> dict[str, Any]:
+    spec = explain.parse_what_if(model, _params(params))
+    result, config = explain.evaluate(session, event, spec=spec, window_days=window)
+    body = explain.render(result, config)
+    body["event_id"] = event.id
+    body["what_if"] = spec is not None or window is not None
+    if not body["what_if"]:
+        body["stored"] = explain.stored_credits(session, event.id)
+    return body
+
+
+@router.get("/events/{event_id}/attribution")
+def event_attribution(
+    event_id: str,
+    session: DbSession,
+    principal: AttributionRead,
+    model: Model = None,
+    params: Params = None,
+    window_days: Window = None,
+) -> dict[str, Any]:
+    """Why the event's credit is what it is: touches considered and excluded (with reasons),
+    model, parameters, config and engine versions, and each partner's share. With ``model``
+    (and optionally ``params``, ``window_days``) it computes a what-if and writes nothing."""
+    event = session.scalar(sa.select(Event).where(Event.id == event_id))
+    if event is None:
+        raise NotFound(f"Event {event_id} not found.")
+    principal.check_program(event.program_id)
+    if principal.partner_id is not None:  # other partners' touches are in the explanation
+        principal.require_admin()
+    return _explained(session, event, model, params, window_days)
+
+
+@router.get("/deals/{deal_id}/attribution")
+def deal_attribution(
+    deal_id: str,
+    session: DbSession,
+    principal: AttributionRead,
+    model: Model = None,
+    params: Params = None,
+    window_days: Window = None,
+) -> dict[str, Any]:
+    """The deal's breakdown per partner (percentage, amount, touches, roles) under any model,
+    computed on the fly without writing. The deal must be closed (it needs an amount)."""
+    deal = get_deal(session, principal, deal_id)
+    if deal.event_id is None:
+        raise ValidationFailed("The deal is not closed yet.", code="deal_open")
+    event = session.scalar(sa.select(Event).where(Event.id == deal.event_id))
+    if event is None:
+        raise NotFound(f"Deal {deal_id} has no sale.")
+    body = _explained(session, event, model, params, window_days)
+    body["deal_id"] = deal.id
+    return body
