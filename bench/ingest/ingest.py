@@ -195,7 +195,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_api(database_url: str, port: int, workers: int, data_dir: Path) -> subprocess.Popen[bytes]:
+def start_api(
+    database_url: str, port: int, workers: int, data_dir: Path
+) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
         "DATABASE_URL": database_url,
@@ -205,7 +207,16 @@ def start_api(database_url: str, port: int, workers: int, data_dir: Path) -> sub
     }
     env.pop("ADMIN_API_KEY", None)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "openpartner", "api", "--port", str(port), "--workers", str(workers)],
+        [
+            sys.executable,
+            "-m",
+            "openpartner",
+            "api",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+        ],
         env=env,
         cwd=data_dir,
         start_new_session=True,
@@ -317,18 +328,39 @@ def verify(engine: Engine, program_id: str, prefix: str, ledger: Ledger) -> dict
 
 
 def run_single(
-    port: int, seed_: Seed, prefix: str, duration: int, connections: int, threads: int,
+    port: int,
+    seed_: Seed,
+    prefix: str,
+    duration: int,
+    connections: int,
+    threads: int,
     retry_every: int,
 ) -> tuple[dict[str, Any], Ledger]:
     out = Path(tempfile.mkdtemp(prefix="bench-wrk-"))
     summary_file = out / "summary.json"
     cmd = [
-        "wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--timeout", "10s",
-        "-s", str(HERE / "single.lua"), f"http://127.0.0.1:{port}/v1/events",
-        "--", seed_.token, prefix, str(out), str(seed_.customers), str(retry_every),
+        "wrk",
+        f"-t{threads}",
+        f"-c{connections}",
+        f"-d{duration}s",
+        "--timeout",
+        "10s",
+        "-s",
+        str(HERE / "single.lua"),
+        f"http://127.0.0.1:{port}/v1/events",
+        "--",
+        seed_.token,
+        prefix,
+        str(out),
+        str(seed_.customers),
+        str(retry_every),
     ]
-    subprocess.run(cmd, check=True, env={**os.environ, "WRK_SUMMARY": str(summary_file)},
-                   stdout=subprocess.DEVNULL)
+    subprocess.run(
+        cmd,
+        check=True,
+        env={**os.environ, "WRK_SUMMARY": str(summary_file)},
+        stdout=subprocess.DEVNULL,
+    )
     summary = json.loads(summary_file.read_text())
     ledger = Ledger()
     for path in sorted(out.glob("keys-*.txt")):
@@ -340,8 +372,9 @@ def run_single(
                 ledger.replays.append((key, value))
             else:
                 ledger.errors += 1
-    socket_errors = sum(summary[k] for k in ("connect_errors", "read_errors", "write_errors",
-                                             "timeouts"))
+    socket_errors = sum(
+        summary[k] for k in ("connect_errors", "read_errors", "write_errors", "timeouts")
+    )
     ledger.errors += socket_errors
     seconds = summary["duration_us"] / 1e6
     return {
@@ -370,8 +403,16 @@ def _item(key: str, n: int, customers: int) -> str:
 
 
 def _batch_client(
-    port: int, token: str, prefix: str, client: int, customers: int, size: int,
-    shared: int, deadline: float, latencies: list[float], ledger: Ledger,
+    port: int,
+    token: str,
+    prefix: str,
+    client: int,
+    customers: int,
+    size: int,
+    shared: int,
+    deadline: float,
+    latencies: list[float],
+    ledger: Ledger,
 ) -> None:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
@@ -433,8 +474,18 @@ def run_batch(
     workers = [
         threading.Thread(
             target=_batch_client,
-            args=(port, seed_.token, prefix, c, seed_.customers, size, shared, deadline,
-                  latencies[c], ledgers[c]),
+            args=(
+                port,
+                seed_.token,
+                prefix,
+                c,
+                seed_.customers,
+                size,
+                shared,
+                deadline,
+                latencies[c],
+                ledgers[c],
+            ),
         )
         for c in range(clients)
     ]
@@ -556,27 +607,42 @@ def write_doc(results: dict[str, Any]) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--pg-url", default=os.environ.get(
-        "BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"))
+    parser.add_argument(
+        "--pg-url",
+        default=os.environ.get(
+            "BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+        ),
+    )
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--duration", type=int, default=20, help="seconds of single events")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--wrk-threads", type=int, default=1)
-    parser.add_argument("--retry-every", type=int, default=20,
-                        help="one single-event request in N retries a recent key")
+    parser.add_argument(
+        "--retry-every",
+        type=int,
+        default=20,
+        help="one single-event request in N retries a recent key",
+    )
     parser.add_argument("--batch-duration", type=int, default=20)
     parser.add_argument("--batch-clients", type=int, default=4)
     parser.add_argument("--batch-size", type=int, default=1000)
-    parser.add_argument("--shared-keys", type=int, default=10,
-                        help="keys per batch that every client sends at the same time")
+    parser.add_argument(
+        "--shared-keys",
+        type=int,
+        default=10,
+        help="keys per batch that every client sends at the same time",
+    )
     parser.add_argument("--partners", type=int, default=50)
     parser.add_argument("--clicks", type=int, default=25_000)
     parser.add_argument("--customers", type=int, default=30_000)
     parser.add_argument("--skip-single", action="store_true")
     parser.add_argument("--skip-batch", action="store_true")
     parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
-    parser.add_argument("--write-doc", action="store_true",
-                        help="write the figures into docs/benchmarks.md (## Ingest)")
+    parser.add_argument(
+        "--write-doc",
+        action="store_true",
+        help="write the figures into docs/benchmarks.md (## Ingest)",
+    )
     args = parser.parse_args()
 
     url, name = create_database(args.pg_url)
@@ -585,8 +651,11 @@ def main() -> int:
     try:
         upgrade(engine)
         seed_ = seed(engine, partners=args.partners, clicks=args.clicks, customers=args.customers)
-        print(f"database {name}: {args.partners} partners, {args.clicks} clicks, "
-              f"{seed_.bound_customers} of {args.customers} customers bound", flush=True)
+        print(
+            f"database {name}: {args.partners} partners, {args.clicks} clicks, "
+            f"{seed_.bound_customers} of {args.customers} customers bound",
+            flush=True,
+        )
         data_dir = Path(tempfile.mkdtemp(prefix="bench-api-"))
         port = free_port()
         proc = start_api(url, port, args.workers, data_dir)
@@ -602,25 +671,45 @@ def main() -> int:
             # A short warm-up (own keys, also checked) so both workers have their caches.
             run_single(port, seed_, f"w{run}", 3, args.connections, args.wrk_threads, 0)
             print(f"single events: wrk for {args.duration} s ...", flush=True)
-            single, ledger = run_single(port, seed_, f"s{run}", args.duration, args.connections,
-                                        args.wrk_threads, args.retry_every)
+            single, ledger = run_single(
+                port,
+                seed_,
+                f"s{run}",
+                args.duration,
+                args.connections,
+                args.wrk_threads,
+                args.retry_every,
+            )
             results["single"] = single
             results["single_check"] = verify(engine, seed_.program_id, f"s{run}", ledger)
-            print(json.dumps({"single": single, "check": results["single_check"]}, indent=1),
-                  flush=True)
+            print(
+                json.dumps({"single": single, "check": results["single_check"]}, indent=1),
+                flush=True,
+            )
         if not args.skip_batch:
-            print(f"batch: {args.batch_clients} clients for {args.batch_duration} s ...",
-                  flush=True)
-            batch, ledger = run_batch(port, seed_, f"b{run}", args.batch_duration,
-                                      args.batch_clients, args.batch_size, args.shared_keys)
+            print(
+                f"batch: {args.batch_clients} clients for {args.batch_duration} s ...", flush=True
+            )
+            batch, ledger = run_batch(
+                port,
+                seed_,
+                f"b{run}",
+                args.batch_duration,
+                args.batch_clients,
+                args.batch_size,
+                args.shared_keys,
+            )
             results["batch"] = batch
             results["batch_check"] = verify(engine, seed_.program_id, f"b{run}", ledger)
-            print(json.dumps({"batch": batch, "check": results["batch_check"]}, indent=1),
-                  flush=True)
+            print(
+                json.dumps({"batch": batch, "check": results["batch_check"]}, indent=1), flush=True
+            )
         ok = all(
-            results[c]["lost"] == 0 and results[c]["duplicated"] == 0
+            results[c]["lost"] == 0
+            and results[c]["duplicated"] == 0
             and results[c]["events_with_two_attribution_sets"] == 0
-            for c in ("single_check", "batch_check") if c in results
+            for c in ("single_check", "batch_check")
+            if c in results
         )
         if "single" in results and "batch" in results:
             print()
