@@ -248,6 +248,50 @@ def stop_api(proc: subprocess.Popen[bytes]) -> None:
             proc.wait()
 
 
+class Profiler:
+    """``py-spy record`` on every API worker during a phase (``--profile DIR``): collapsed
+    stacks per worker, ``DIR/<phase>-<pid>.txt``; ``bench/ingest/stacks.py`` summarises them."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], out: Path | None) -> None:
+        self.proc, self.out = proc, out
+        self.running: list[subprocess.Popen[bytes]] = []
+
+    def start(self, phase: str, seconds: int) -> None:
+        if self.out is None:
+            return
+        self.out.mkdir(parents=True, exist_ok=True)
+        children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text()
+        for pid in children.split():
+            out = self.out / f"{phase}-{pid}.txt"
+            self.running.append(
+                subprocess.Popen(
+                    [
+                        "uvx",
+                        "py-spy",
+                        "record",
+                        "--nonblocking",
+                        "-r",
+                        "100",
+                        "-f",
+                        "raw",
+                        "-d",
+                        str(seconds),
+                        "-p",
+                        pid,
+                        "-o",
+                        str(out),
+                    ],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
+
+    def wait(self) -> None:
+        for p in self.running:
+            p.wait()
+        self.running.clear()
+
+
 # --------------------------------------------------------------------------- checks
 
 
@@ -639,6 +683,13 @@ def main() -> int:
     parser.add_argument("--skip-batch", action="store_true")
     parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
     parser.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="py-spy the API workers during each phase, stacks into DIR",
+    )
+    parser.add_argument(
         "--write-doc",
         action="store_true",
         help="write the figures into docs/benchmarks.md (## Ingest)",
@@ -659,6 +710,7 @@ def main() -> int:
         data_dir = Path(tempfile.mkdtemp(prefix="bench-api-"))
         port = free_port()
         proc = start_api(url, port, args.workers, data_dir)
+        profiler = Profiler(proc, args.profile)
         run = secrets.token_hex(3)
         results: dict[str, Any] = {
             "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
@@ -671,6 +723,7 @@ def main() -> int:
             # A short warm-up (own keys, also checked) so both workers have their caches.
             run_single(port, seed_, f"w{run}", 3, args.connections, args.wrk_threads, 0)
             print(f"single events: wrk for {args.duration} s ...", flush=True)
+            profiler.start("single", args.duration)
             single, ledger = run_single(
                 port,
                 seed_,
@@ -680,6 +733,7 @@ def main() -> int:
                 args.wrk_threads,
                 args.retry_every,
             )
+            profiler.wait()
             results["single"] = single
             results["single_check"] = verify(engine, seed_.program_id, f"s{run}", ledger)
             print(
@@ -690,6 +744,7 @@ def main() -> int:
             print(
                 f"batch: {args.batch_clients} clients for {args.batch_duration} s ...", flush=True
             )
+            profiler.start("batch", args.batch_duration)
             batch, ledger = run_batch(
                 port,
                 seed_,
@@ -699,6 +754,7 @@ def main() -> int:
                 args.batch_size,
                 args.shared_keys,
             )
+            profiler.wait()
             results["batch"] = batch
             results["batch_check"] = verify(engine, seed_.program_id, f"b{run}", ledger)
             print(

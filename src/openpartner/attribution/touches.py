@@ -10,10 +10,11 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from functools import cache
+from typing import Any, Protocol, cast
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session
 
 from openpartner.clicks.models import Click
 from openpartner.coupons.models import PromotionCode
@@ -75,15 +76,21 @@ def touches_for_events(session: Session, events: Sequence[Conversion]) -> list[l
             by_deal[(event.program_id, event.deal_id)].append(i)
         if event.promotion_code:
             by_code[(event.program_id, event.promotion_code.upper())].append(i)
-    result: list[list[TouchRecord]] = [[] for _ in events]
-    query = _touches_query(by_customer, by_deal, by_code)
-    if query is None:
-        return result
     clicks: list[list[TouchRecord]] = [[] for _ in events]
     points: list[list[TouchRecord]] = [[] for _ in events]
     coupons: list[list[TouchRecord]] = [[] for _ in events]
+    if not (by_customer or by_deal or by_code):
+        return clicks
+    # One statement per shape (which kinds of touch are asked for), built once; the values
+    # are bound, so it compiles once per process and plans as a prepared statement.
+    # Several programs share one statement; rows are matched back on (program, value).
+    query = _touches_query(bool(by_customer), bool(by_deal), bool(by_code))
+    params = {"programs": sorted({p for p, _ in (*by_customer, *by_deal, *by_code)})}
+    for name, wanted in (("customers", by_customer), ("deals", by_deal), ("codes", by_code)):
+        if wanted:
+            params[name] = sorted({value for _, value in wanted})
     seen_clicks: set[tuple[int, str]] = set()
-    for row in session.execute(query):
+    for row in session.execute(query, params):
         revoked = row.partner_status == "revoked"
         if row.kind == "click":
             # A click reached through a visitor counts unless another customer bound it first.
@@ -136,29 +143,31 @@ def touches_for_events(session: Session, events: Sequence[Conversion]) -> list[l
     for i in range(len(events)):
         clicks[i].sort(key=lambda t: t.seq)
         points[i].sort(key=lambda t: t.seq)
-        result[i] = clicks[i] + points[i] + coupons[i]
-    return result
+        clicks[i] += points[i] + coupons[i]
+    return clicks
 
 
-def _touches_query(
-    by_customer: dict[tuple[str, str], list[int]],
-    by_deal: dict[tuple[str, str], list[int]],
-    by_code: dict[tuple[str, str], list[int]],
-) -> sa.CompoundSelect[Any] | None:
-    """One UNION ALL over every kind of touch, for every program the events belong to."""
+_PROGRAMS: sa.BindParameter[str] = sa.bindparam("programs", expanding=True)
+_CUSTOMERS: sa.BindParameter[str] = sa.bindparam("customers", expanding=True)
+_DEALS: sa.BindParameter[str] = sa.bindparam("deals", expanding=True)
+_CODES: sa.BindParameter[str] = sa.bindparam("codes", expanding=True)
+_EDGES = cast(sa.Table, IdentityEdge.__table__)
+_CLICKS = cast(sa.Table, Click.__table__)
+_TOUCHPOINTS = cast(sa.Table, Touchpoint.__table__)
+_PROMOTION_CODES = cast(sa.Table, PromotionCode.__table__)
+_PARTNERS = cast(sa.Table, Partner.__table__)
+
+
+@cache
+def _touches_query(customers: bool, deals: bool, codes: bool) -> sa.CompoundSelect[Any]:
+    """One UNION ALL over the kinds of touch asked for."""
     parts: list[sa.Select[Any]] = []
-    for program_id in sorted({p for p, _ in (*by_customer, *by_deal, *by_code)}):
-        customers = sorted(c for p, c in by_customer if p == program_id)
-        deals = sorted(d for p, d in by_deal if p == program_id)
-        codes = sorted(c for p, c in by_code if p == program_id)
-        if customers:
-            parts.append(_clicks_of_customers(program_id, customers))
-        if customers or deals:
-            parts.append(_touchpoints_of(program_id, customers, deals))
-        if codes:
-            parts.append(_coupons_of(program_id, codes))
-    if not parts:
-        return None
+    if customers:
+        parts.append(_clicks_of_customers())
+    if customers or deals:
+        parts.append(_touchpoints_of(customers, deals))
+    if codes:
+        parts.append(_coupons_of())
     return sa.union_all(*parts)
 
 
@@ -190,7 +199,7 @@ def _columns(
         return value.label(name)
 
     return [
-        sa.literal(kind, sa.String).label("kind"),
+        sa.literal_column(f"'{kind}'", sa.String).label("kind"),
         program_id.label("program_id"),
         col(customer_id, "customer_id", sa.String),
         col(deal_id, "deal_id", sa.String),
@@ -198,7 +207,7 @@ def _columns(
         id.label("id"),
         col(seq, "seq", sa.BigInteger),
         partner_id.label("partner_id"),
-        col(at, "at", Click.__table__.c.clicked_at.type),
+        col(at, "at", _CLICKS.c.clicked_at.type),
         col(role, "role", sa.String),
         col(bot, "bot", sa.Boolean),
         col(duplicate, "duplicate", sa.Boolean),
@@ -210,116 +219,122 @@ def _columns(
     ]
 
 
-def _clicks_of_customers(program_id: str, customers: list[str]) -> sa.Select[Any]:
+def _clicks_of_customers() -> sa.Select[Any]:
     """Click ids bound to each customer directly, or carried by a visitor bound to the
     customer; the latter with the customer that bound the click first (first bind wins)."""
+    edge = _EDGES
     direct = sa.select(
-        IdentityEdge.customer_id.label("owner"),
-        IdentityEdge.click_id.label("click_id"),
+        edge.c.program_id,
+        edge.c.customer_id.label("owner"),
+        edge.c.click_id,
         sa.true().label("owned"),
         sa.cast(sa.null(), sa.String).label("first_owner"),
     ).where(
-        IdentityEdge.program_id == program_id,
-        IdentityEdge.customer_id.in_(customers),
-        IdentityEdge.status == "bound",
-        IdentityEdge.click_id.is_not(None),
+        edge.c.program_id.in_(_PROGRAMS),
+        edge.c.customer_id.in_(_CUSTOMERS),
+        edge.c.status == "bound",
+        edge.c.click_id.is_not(None),
     )
-    visitor, carrier, binder = (aliased(IdentityEdge) for _ in range(3))
+    visitor, carrier, binder = (_EDGES.alias(name) for name in ("visitor", "carrier", "binder"))
     first_owner = (
-        sa.select(binder.customer_id)
+        sa.select(binder.c.customer_id)
         .where(
-            binder.program_id == program_id,
-            binder.click_id == carrier.click_id,
-            binder.customer_id.is_not(None),
-            binder.status == "bound",
+            binder.c.program_id == carrier.c.program_id,
+            binder.c.click_id == carrier.c.click_id,
+            binder.c.customer_id.is_not(None),
+            binder.c.status == "bound",
         )
-        .order_by(binder.seq)
+        .order_by(binder.c.seq)
         .limit(1)
         .scalar_subquery()
     )
     carried = sa.select(
-        visitor.customer_id.label("owner"),
-        carrier.click_id.label("click_id"),
+        visitor.c.program_id,
+        visitor.c.customer_id.label("owner"),
+        carrier.c.click_id,
         sa.false().label("owned"),
         first_owner.label("first_owner"),
     ).where(
-        visitor.program_id == program_id,
-        visitor.customer_id.in_(customers),
-        visitor.status == "bound",
-        visitor.visitor_id.is_not(None),
-        carrier.program_id == program_id,
-        carrier.visitor_id == visitor.visitor_id,
-        carrier.customer_id.is_(None),
-        carrier.click_id.is_not(None),
+        visitor.c.program_id.in_(_PROGRAMS),
+        visitor.c.customer_id.in_(_CUSTOMERS),
+        visitor.c.status == "bound",
+        visitor.c.visitor_id.is_not(None),
+        carrier.c.program_id == visitor.c.program_id,
+        carrier.c.visitor_id == visitor.c.visitor_id,
+        carrier.c.customer_id.is_(None),
+        carrier.c.click_id.is_not(None),
     )
     found = sa.union_all(direct, carried).subquery("found")
+    click, partner = _CLICKS, _PARTNERS
     return (
         sa.select(
             *_columns(
                 "click",
-                program_id=sa.literal(program_id, sa.String),
+                program_id=found.c.program_id,
                 customer_id=found.c.owner,
-                id=Click.id,
-                seq=Click.seq,
-                partner_id=Click.partner_id,
-                at=Click.clicked_at,
-                bot=Click.bot,
-                duplicate=Click.duplicate,
-                velocity=Click.velocity,
-                revoked=Click.revoked,
+                id=click.c.id,
+                seq=click.c.seq,
+                partner_id=click.c.partner_id,
+                at=click.c.clicked_at,
+                bot=click.c.bot,
+                duplicate=click.c.duplicate,
+                velocity=click.c.velocity,
+                revoked=click.c.revoked,
                 owned=found.c.owned,
                 first_owner=found.c.first_owner,
-                partner_status=Partner.status,
+                partner_status=partner.c.status,
             )
         )
         .select_from(found)
-        .join(Click, Click.id == found.c.click_id)
-        .outerjoin(Partner, Partner.id == Click.partner_id)
+        .join(click, click.c.id == found.c.click_id)
+        .outerjoin(partner, partner.c.id == click.c.partner_id)
     )
 
 
-def _touchpoints_of(program_id: str, customers: list[str], deals: list[str]) -> sa.Select[Any]:
+def _touchpoints_of(customers: bool, deals: bool) -> sa.Select[Any]:
+    tp, partner = _TOUCHPOINTS, _PARTNERS
     conditions = []
     if customers:
-        conditions.append(Touchpoint.customer_id.in_(customers))
+        conditions.append(tp.c.customer_id.in_(_CUSTOMERS))
     if deals:
-        conditions.append(Touchpoint.deal_id.in_(deals))
+        conditions.append(tp.c.deal_id.in_(_DEALS))
     return (
         sa.select(
             *_columns(
                 "touchpoint",
-                program_id=Touchpoint.program_id,
-                customer_id=Touchpoint.customer_id,
-                deal_id=Touchpoint.deal_id,
-                id=Touchpoint.id,
-                seq=Touchpoint.seq,
-                partner_id=Touchpoint.partner_id,
-                at=Touchpoint.occurred_at,
-                role=Touchpoint.type,
-                partner_status=Partner.status,
+                program_id=tp.c.program_id,
+                customer_id=tp.c.customer_id,
+                deal_id=tp.c.deal_id,
+                id=tp.c.id,
+                seq=tp.c.seq,
+                partner_id=tp.c.partner_id,
+                at=tp.c.occurred_at,
+                role=tp.c.type,
+                partner_status=partner.c.status,
             )
         )
-        .outerjoin(Partner, Partner.id == Touchpoint.partner_id)
-        .where(Touchpoint.program_id == program_id, sa.or_(*conditions))
+        .outerjoin(partner, partner.c.id == tp.c.partner_id)
+        .where(tp.c.program_id.in_(_PROGRAMS), sa.or_(*conditions))
     )
 
 
-def _coupons_of(program_id: str, codes: list[str]) -> sa.Select[Any]:
+def _coupons_of() -> sa.Select[Any]:
+    code, partner = _PROMOTION_CODES, _PARTNERS
     return (
         sa.select(
             *_columns(
                 "coupon",
-                program_id=PromotionCode.program_id,
-                code=PromotionCode.code,
-                id=PromotionCode.id,
-                partner_id=PromotionCode.partner_id,
-                partner_status=Partner.status,
+                program_id=code.c.program_id,
+                code=code.c.code,
+                id=code.c.id,
+                partner_id=code.c.partner_id,
+                partner_status=partner.c.status,
             )
         )
-        .outerjoin(Partner, Partner.id == PromotionCode.partner_id)
+        .outerjoin(partner, partner.c.id == code.c.partner_id)
         .where(
-            PromotionCode.program_id == program_id,
-            PromotionCode.code.in_(codes),
-            PromotionCode.active.is_(True),
+            code.c.program_id.in_(_PROGRAMS),
+            code.c.code.in_(_CODES),
+            code.c.active.is_(True),
         )
     )
