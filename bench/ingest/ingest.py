@@ -248,6 +248,55 @@ def stop_api(proc: subprocess.Popen[bytes]) -> None:
             proc.wait()
 
 
+class CpuMeter:
+    """CPU seconds the API workers and the PostgreSQL backends of the bench database spend in
+    a phase (user + system, from /proc). Unlike events/s, this barely depends on what else
+    the machine runs, so it is the figure to compare between runs on a shared box."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], engine: Engine, database: str) -> None:
+        self.proc, self.engine, self.database = proc, engine, database
+        self.start_api = self.start_pg = 0.0
+
+    @staticmethod
+    def _cpu(pids: list[int]) -> float:
+        total = 0
+        for pid in pids:
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+        return total / os.sysconf("SC_CLK_TCK")
+
+    def _api_pids(self) -> list[int]:
+        children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text()
+        return [self.proc.pid, *map(int, children.split())]
+
+    def _pg_pids(self) -> list[int]:
+        with self.engine.connect() as conn:
+            return list(
+                conn.execute(
+                    sa.text(
+                        "SELECT pid FROM pg_stat_activity WHERE datname = :d AND pid <> "
+                        "pg_backend_pid()"
+                    ),
+                    {"d": self.database},
+                ).scalars()
+            )
+
+    def start(self) -> None:
+        self.start_api = self._cpu(self._api_pids())
+        self.start_pg = self._cpu(self._pg_pids())
+
+    def stop(self, events: int) -> dict[str, float]:
+        """CPU milliseconds per event. Backends that exited during the phase are missed, so
+        the PostgreSQL figure is a lower bound (the pools keep their connections open)."""
+        api = self._cpu(self._api_pids()) - self.start_api
+        pg = self._cpu(self._pg_pids()) - self.start_pg
+        per = 1000 / max(events, 1)
+        return {"api_cpu_ms": round(api * per, 3), "pg_cpu_ms": round(pg * per, 3)}
+
+
 class Profiler:
     """``py-spy record`` on every API worker during a phase (``--profile DIR``): collapsed
     stacks per worker, ``DIR/<phase>-<pid>.txt``; ``bench/ingest/stacks.py`` summarises them."""
@@ -305,6 +354,8 @@ class Ledger:
     replays: list[tuple[str, str]] = field(default_factory=list)
     errors: int = 0
     rejected: int = 0
+    answered: int = 0
+    """Events in requests answered 2xx."""
 
     def accept(self, key: str, event_id: str) -> None:
         if key in self.accepted:
@@ -319,6 +370,7 @@ class Ledger:
         self.replays += other.replays
         self.errors += other.errors
         self.rejected += other.rejected
+        self.answered += other.answered
 
 
 def verify(engine: Engine, program_id: str, prefix: str, ledger: Ledger) -> dict[str, int]:
@@ -498,6 +550,7 @@ def _batch_client(
         if response.status != 200:
             ledger.errors += len(keys)
             continue
+        ledger.answered += len(keys)
         for result in json.loads(payload)["results"]:
             key = keys[result["index"]]
             if result["status"] == "accepted":
@@ -543,7 +596,7 @@ def run_batch(
     for part in ledgers:
         ledger.merge(part)
     flat = sorted(x for part in latencies for x in part)
-    events = len(flat) * size
+    events = ledger.answered
     return {
         "requests": len(flat),
         "events": events,
@@ -588,20 +641,25 @@ def render(results: dict[str, Any]) -> str:
     s, b = results["single"], results["batch"]
     sc, bc = results["single_check"], results["batch_check"]
     a = results["args"]
+
+    def cpu(r: dict[str, Any]) -> str:
+        return f"{r['api_cpu_ms']:.3f} + {r['pg_cpu_ms']:.3f} ms"
+
     lines = [
         f"Measured {results['date']} on {results['machine']}, PostgreSQL {results['postgres']}, "
-        f"`openpartner api --workers {a['workers']}`; load generator on the same machine.",
+        f"`openpartner api --workers {a['workers']}`; load generator on the same machine. "
+        f"Load average before the run: {results['load_before']}.",
         "",
         f"Command: `{results['command']}`",
         "",
-        "| | events/s | p50 | p99 | target |",
-        "|---|---:|---:|---:|---|",
+        "| | events/s | p50 | p99 | CPU per event (API + PostgreSQL) | target |",
+        "|---|---:|---:|---:|---:|---|",
         f"| single `POST /v1/events` (wrk, {a['connections']} connections, {a['duration']} s) "
-        f"| {s['events_per_s']:,} | {s['p50_ms']:.1f} ms | {s['p99_ms']:.1f} ms "
+        f"| {s['events_per_s']:,} | {s['p50_ms']:.1f} ms | {s['p99_ms']:.1f} ms | {cpu(s)} "
         f"| ≥ 3,000/s, p99 < 50 ms |",
         f"| batch `POST /v1/events/batch` ({a['batch_size']}/request, {a['batch_clients']} "
         f"clients, {a['batch_duration']} s; latency per request) "
-        f"| {b['events_per_s']:,} | {b['p50_ms']:.0f} ms | {b['p99_ms']:.0f} ms "
+        f"| {b['events_per_s']:,} | {b['p50_ms']:.0f} ms | {b['p99_ms']:.0f} ms | {cpu(b)} "
         f"| ≥ 100,000/s |",
         "",
         "| check | single | batch |",
@@ -711,10 +769,12 @@ def main() -> int:
         port = free_port()
         proc = start_api(url, port, args.workers, data_dir)
         profiler = Profiler(proc, args.profile)
+        meter = CpuMeter(proc, engine, name)
         run = secrets.token_hex(3)
         results: dict[str, Any] = {
             "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
             "machine": machine(),
+            "load_before": " ".join(f"{x:.2f}" for x in os.getloadavg()),
             "postgres": postgres_version(engine),
             "command": "bench/ingest/run " + " ".join(sys.argv[1:]),
             "args": vars(args),
@@ -724,6 +784,7 @@ def main() -> int:
             run_single(port, seed_, f"w{run}", 3, args.connections, args.wrk_threads, 0)
             print(f"single events: wrk for {args.duration} s ...", flush=True)
             profiler.start("single", args.duration)
+            meter.start()
             single, ledger = run_single(
                 port,
                 seed_,
@@ -733,6 +794,7 @@ def main() -> int:
                 args.wrk_threads,
                 args.retry_every,
             )
+            single.update(meter.stop(single["requests"]))
             profiler.wait()
             results["single"] = single
             results["single_check"] = verify(engine, seed_.program_id, f"s{run}", ledger)
@@ -745,6 +807,7 @@ def main() -> int:
                 f"batch: {args.batch_clients} clients for {args.batch_duration} s ...", flush=True
             )
             profiler.start("batch", args.batch_duration)
+            meter.start()
             batch, ledger = run_batch(
                 port,
                 seed_,
@@ -754,6 +817,7 @@ def main() -> int:
                 args.batch_size,
                 args.shared_keys,
             )
+            batch.update(meter.stop(batch["events"]))
             profiler.wait()
             results["batch"] = batch
             results["batch_check"] = verify(engine, seed_.program_id, f"b{run}", ledger)

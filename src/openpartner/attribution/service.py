@@ -19,6 +19,7 @@ from openpartner.attribution.records import AttributionRow
 from openpartner.attribution.touches import Conversion, TouchRecord, touches_for_events
 from openpartner.core.ids import new_id
 from openpartner.core.time import utc_now
+from openpartner.events import bulk
 from openpartner.events.models import Event
 from openpartner.programs.models import Program
 
@@ -88,9 +89,7 @@ def attribute(session: Session, events: Sequence[Conversion]) -> list[list[dict[
 
 def store(session: Session, rows: Iterable[dict[str, Any]]) -> None:
     """Insert attribution rows from :func:`attribute`, all in one statement."""
-    values = list(rows)
-    if values:
-        session.execute(sa.insert(_ATTRIBUTIONS), values)
+    bulk.insert_rows(session, _ATTRIBUTIONS, list(rows))
 
 
 def derive_event(session: Session, event: Event) -> list[AttributionRow]:

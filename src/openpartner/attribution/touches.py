@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from openpartner.clicks.models import Click
 from openpartner.coupons.models import PromotionCode
 from openpartner.deals.models import Touchpoint
+from openpartner.events.bulk import is_postgresql, one_of
 from openpartner.identity.models import IdentityEdge
 from openpartner.partners.models import Partner
 
@@ -84,7 +85,7 @@ def touches_for_events(session: Session, events: Sequence[Conversion]) -> list[l
     # One statement per shape (which kinds of touch are asked for), built once; the values
     # are bound, so it compiles once per process and plans as a prepared statement.
     # Several programs share one statement; rows are matched back on (program, value).
-    query = _touches_query(bool(by_customer), bool(by_deal), bool(by_code))
+    query = _touches_query(is_postgresql(session), bool(by_customer), bool(by_deal), bool(by_code))
     params = {"programs": sorted({p for p, _ in (*by_customer, *by_deal, *by_code)})}
     for name, wanted in (("customers", by_customer), ("deals", by_deal), ("codes", by_code)):
         if wanted:
@@ -147,10 +148,6 @@ def touches_for_events(session: Session, events: Sequence[Conversion]) -> list[l
     return clicks
 
 
-_PROGRAMS: sa.BindParameter[str] = sa.bindparam("programs", expanding=True)
-_CUSTOMERS: sa.BindParameter[str] = sa.bindparam("customers", expanding=True)
-_DEALS: sa.BindParameter[str] = sa.bindparam("deals", expanding=True)
-_CODES: sa.BindParameter[str] = sa.bindparam("codes", expanding=True)
 _EDGES = cast(sa.Table, IdentityEdge.__table__)
 _CLICKS = cast(sa.Table, Click.__table__)
 _TOUCHPOINTS = cast(sa.Table, Touchpoint.__table__)
@@ -159,15 +156,15 @@ _PARTNERS = cast(sa.Table, Partner.__table__)
 
 
 @cache
-def _touches_query(customers: bool, deals: bool, codes: bool) -> sa.CompoundSelect[Any]:
+def _touches_query(pg: bool, customers: bool, deals: bool, codes: bool) -> sa.CompoundSelect[Any]:
     """One UNION ALL over the kinds of touch asked for."""
     parts: list[sa.Select[Any]] = []
     if customers:
-        parts.append(_clicks_of_customers())
+        parts.append(_clicks_of_customers(pg))
     if customers or deals:
-        parts.append(_touchpoints_of(customers, deals))
+        parts.append(_touchpoints_of(pg, customers, deals))
     if codes:
-        parts.append(_coupons_of())
+        parts.append(_coupons_of(pg))
     return sa.union_all(*parts)
 
 
@@ -219,7 +216,7 @@ def _columns(
     ]
 
 
-def _clicks_of_customers() -> sa.Select[Any]:
+def _clicks_of_customers(pg: bool) -> sa.Select[Any]:
     """Click ids bound to each customer directly, or carried by a visitor bound to the
     customer; the latter with the customer that bound the click first (first bind wins)."""
     edge = _EDGES
@@ -230,8 +227,8 @@ def _clicks_of_customers() -> sa.Select[Any]:
         sa.true().label("owned"),
         sa.cast(sa.null(), sa.String).label("first_owner"),
     ).where(
-        edge.c.program_id.in_(_PROGRAMS),
-        edge.c.customer_id.in_(_CUSTOMERS),
+        one_of(edge.c.program_id, "programs", pg),
+        one_of(edge.c.customer_id, "customers", pg),
         edge.c.status == "bound",
         edge.c.click_id.is_not(None),
     )
@@ -255,8 +252,8 @@ def _clicks_of_customers() -> sa.Select[Any]:
         sa.false().label("owned"),
         first_owner.label("first_owner"),
     ).where(
-        visitor.c.program_id.in_(_PROGRAMS),
-        visitor.c.customer_id.in_(_CUSTOMERS),
+        one_of(visitor.c.program_id, "programs", pg),
+        one_of(visitor.c.customer_id, "customers", pg),
         visitor.c.status == "bound",
         visitor.c.visitor_id.is_not(None),
         carrier.c.program_id == visitor.c.program_id,
@@ -291,13 +288,13 @@ def _clicks_of_customers() -> sa.Select[Any]:
     )
 
 
-def _touchpoints_of(customers: bool, deals: bool) -> sa.Select[Any]:
+def _touchpoints_of(pg: bool, customers: bool, deals: bool) -> sa.Select[Any]:
     tp, partner = _TOUCHPOINTS, _PARTNERS
     conditions = []
     if customers:
-        conditions.append(tp.c.customer_id.in_(_CUSTOMERS))
+        conditions.append(one_of(tp.c.customer_id, "customers", pg))
     if deals:
-        conditions.append(tp.c.deal_id.in_(_DEALS))
+        conditions.append(one_of(tp.c.deal_id, "deals", pg))
     return (
         sa.select(
             *_columns(
@@ -314,11 +311,11 @@ def _touchpoints_of(customers: bool, deals: bool) -> sa.Select[Any]:
             )
         )
         .outerjoin(partner, partner.c.id == tp.c.partner_id)
-        .where(tp.c.program_id.in_(_PROGRAMS), sa.or_(*conditions))
+        .where(one_of(tp.c.program_id, "programs", pg), sa.or_(*conditions))
     )
 
 
-def _coupons_of() -> sa.Select[Any]:
+def _coupons_of(pg: bool) -> sa.Select[Any]:
     code, partner = _PROMOTION_CODES, _PARTNERS
     return (
         sa.select(
@@ -333,8 +330,8 @@ def _coupons_of() -> sa.Select[Any]:
         )
         .outerjoin(partner, partner.c.id == code.c.partner_id)
         .where(
-            code.c.program_id.in_(_PROGRAMS),
-            code.c.code.in_(_CODES),
+            one_of(code.c.program_id, "programs", pg),
+            one_of(code.c.code, "codes", pg),
             code.c.active.is_(True),
         )
     )

@@ -23,7 +23,6 @@ from typing import Any, cast
 
 import sqlalchemy as sa
 from pydantic import TypeAdapter
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from openpartner.attribution import service as attribution
@@ -32,6 +31,7 @@ from openpartner.core.ids import new_id
 from openpartner.core.money import normalize_currency, parse_amount
 from openpartner.core.time import ensure_utc, utc_now
 from openpartner.deals.models import Deal
+from openpartner.events import bulk
 from openpartner.events.models import Event
 from openpartner.events.schemas import EventIn
 from openpartner.identity.guards import check_identifier
@@ -219,33 +219,22 @@ def _stored(
     keys: dict[str, set[str]] = {}
     for item in items:
         keys.setdefault(item.program.id, set()).add(item.key)
-    if not keys:
-        return {}
-    rows = session.execute(
-        sa.select(Event.program_id, Event.external_id, Event.request_hash, Event.response).where(
-            sa.or_(
-                *(
-                    sa.and_(Event.program_id == program_id, Event.external_id.in_(sorted(ks)))
-                    for program_id, ks in keys.items()
-                )
-            )
-        )
+    found: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {}
+    postgres = bulk.is_postgresql(session)
+    stmt = sa.select(Event.program_id, Event.external_id, Event.request_hash, Event.response).where(
+        Event.program_id == sa.bindparam("program_id"),
+        bulk.one_of(Event.external_id, "keys", postgres),
     )
-    return {(r.program_id, r.external_id): (r.request_hash, r.response) for r in rows}
+    for program_id, wanted in keys.items():
+        for r in session.execute(stmt, {"program_id": program_id, "keys": sorted(wanted)}):
+            found[(r.program_id, r.external_id)] = (r.request_hash, r.response)
+    return found
 
 
 def _insert(session: Session, events: Sequence[NewEvent]) -> set[tuple[str, str]]:
     """Insert the events whose key is free, in key order (see the module docstring); returns
     the keys inserted. A key taken meanwhile by another transaction is skipped, not an error."""
-    if not events:
-        return set()
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    stmt = (
-        insert(_EVENTS)
-        .on_conflict_do_nothing(index_elements=["program_id", "external_id"])
-        .returning(_EVENTS.c.program_id, _EVENTS.c.external_id)
-    )
-    values = [
+    rows = [
         {
             "id": e.id,
             "program_id": e.program_id,
@@ -266,7 +255,14 @@ def _insert(session: Session, events: Sequence[NewEvent]) -> set[tuple[str, str]
         }
         for e in sorted(events, key=_key)
     ]
-    return {(r.program_id, r.external_id) for r in session.execute(stmt, values)}
+    inserted = bulk.insert_rows(
+        session,
+        _EVENTS,
+        rows,
+        skip_conflicts_on=("program_id", "external_id"),
+        returning=("program_id", "external_id"),
+    )
+    return {(r.program_id, r.external_id) for r in inserted}
 
 
 def build(
