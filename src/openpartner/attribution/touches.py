@@ -77,11 +77,9 @@ def touches_for_events(session: Session, events: Sequence[Conversion]) -> list[l
             by_deal[(event.program_id, event.deal_id)].append(i)
         if event.promotion_code:
             by_code[(event.program_id, event.promotion_code.upper())].append(i)
-    clicks: list[list[TouchRecord]] = [[] for _ in events]
-    points: list[list[TouchRecord]] = [[] for _ in events]
-    coupons: list[list[TouchRecord]] = [[] for _ in events]
+    touches: list[list[TouchRecord]] = [[] for _ in events]
     if not (by_customer or by_deal or by_code):
-        return clicks
+        return touches
     # One statement per shape (which kinds of touch are asked for), built once; the values
     # are bound, so it compiles once per process and plans as a prepared statement.
     # Several programs share one statement; rows are matched back on (program, value).
@@ -91,49 +89,52 @@ def touches_for_events(session: Session, events: Sequence[Conversion]) -> list[l
         if wanted:
             params[name] = sorted({value for _, value in wanted})
     seen_clicks: set[tuple[int, str]] = set()
+    # Rows come clicks first, then touchpoints, then coupons, each in ingest order.
     for row in session.execute(query, params):
-        revoked = row.partner_status == "revoked"
-        if row.kind == "click":
+        (kind, program_id, customer_id, deal_id, code, id_, seq, partner_id, at, role) = row[:10]
+        (bot, duplicate, velocity, click_revoked, owned, first_owner, partner_status) = row[11:]
+        revoked = partner_status == "revoked"
+        if kind == "click":
             # A click reached through a visitor counts unless another customer bound it first.
-            if not row.owned and row.first_owner not in (None, row.customer_id):
+            if not owned and first_owner not in (None, customer_id):
                 continue
             touch = TouchRecord(
-                id=row.id,
-                seq=row.seq,
-                partner_id=row.partner_id,
-                at=row.at,
+                id=id_,
+                seq=seq,
+                partner_id=partner_id,
+                at=at,
                 kind="click",
                 role=None,
-                flagged=bool(row.bot or row.duplicate or row.velocity),
-                partner_revoked=bool(row.revoked) or revoked,
+                flagged=bool(bot or duplicate or velocity),
+                partner_revoked=bool(click_revoked) or revoked,
             )
-            for i in by_customer.get((row.program_id, row.customer_id), ()):
-                if (i, touch.id) not in seen_clicks:
-                    seen_clicks.add((i, touch.id))
-                    clicks[i].append(touch)
-        elif row.kind == "touchpoint":
+            for i in by_customer.get((program_id, customer_id), ()):
+                if (i, id_) not in seen_clicks:
+                    seen_clicks.add((i, id_))
+                    touches[i].append(touch)
+        elif kind == "touchpoint":
             touch = TouchRecord(
-                id=row.id,
-                seq=row.seq,
-                partner_id=row.partner_id,
-                at=row.at,
+                id=id_,
+                seq=seq,
+                partner_id=partner_id,
+                at=at,
                 kind="touchpoint",
-                role=row.role,
+                role=role,
                 flagged=False,
                 partner_revoked=revoked,
             )
-            matched = set(by_customer.get((row.program_id, row.customer_id), ()))
-            matched.update(by_deal.get((row.program_id, row.deal_id), ()))
-            for i in matched:
-                points[i].append(touch)
+            matched = set(by_customer.get((program_id, customer_id), ()))
+            matched.update(by_deal.get((program_id, deal_id), ()))
+            for i in sorted(matched):
+                touches[i].append(touch)
         else:
-            for i in by_code.get((row.program_id, row.code), ()):
+            for i in by_code.get((program_id, code), ()):
                 # Synthetic touch at the moment of the sale, clearly marked as a coupon.
-                coupons[i].append(
+                touches[i].append(
                     TouchRecord(
-                        id=row.id,
+                        id=id_,
                         seq=0,
-                        partner_id=row.partner_id,
+                        partner_id=partner_id,
                         at=events[i].occurred_at,
                         kind="coupon",
                         role="closer",
@@ -141,11 +142,7 @@ def touches_for_events(session: Session, events: Sequence[Conversion]) -> list[l
                         partner_revoked=revoked,
                     )
                 )
-    for i in range(len(events)):
-        clicks[i].sort(key=lambda t: t.seq)
-        points[i].sort(key=lambda t: t.seq)
-        clicks[i] += points[i] + coupons[i]
-    return clicks
+    return touches
 
 
 _EDGES = cast(sa.Table, IdentityEdge.__table__)
@@ -165,7 +162,10 @@ def _touches_query(pg: bool, customers: bool, deals: bool, codes: bool) -> sa.Co
         parts.append(_touchpoints_of(pg, customers, deals))
     if codes:
         parts.append(_coupons_of(pg))
-    return sa.union_all(*parts)
+    return sa.union_all(*parts).order_by(sa.literal_column("rank"), sa.literal_column("seq"))
+
+
+_RANKS = {"click": 1, "touchpoint": 2, "coupon": 3}
 
 
 def _columns(
@@ -206,6 +206,7 @@ def _columns(
         partner_id.label("partner_id"),
         col(at, "at", _CLICKS.c.clicked_at.type),
         col(role, "role", sa.String),
+        sa.literal_column(str(_RANKS[kind]), sa.Integer).label("rank"),
         col(bot, "bot", sa.Boolean),
         col(duplicate, "duplicate", sa.Boolean),
         col(velocity, "velocity", sa.Boolean),
