@@ -181,7 +181,8 @@ def seed(engine: Engine, *, partners: int, clicks: int, customers: int) -> Seed:
             session, kind="secret", scopes=["events:write"], name="bench", program_id=program.id
         ).token
         session.commit()
-        with engine.connect() as conn:
+        # Outside a transaction: an ANALYZE that is rolled back leaves no statistics.
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.exec_driver_sql("ANALYZE")
         return Seed(program.id, token, customers, bound)
 

@@ -81,16 +81,22 @@ def touches_for_events(session: Session, events: Sequence[Conversion]) -> list[l
     if not (by_customer or by_deal or by_code):
         return touches
     # One statement per shape (which kinds of touch are asked for), built once; the values
-    # are bound, so it compiles once per process and plans as a prepared statement.
-    # Several programs share one statement; rows are matched back on (program, value).
-    query = _touches_query(is_postgresql(session), bool(by_customer), bool(by_deal), bool(by_code))
-    params = {"programs": sorted({p for p, _ in (*by_customer, *by_deal, *by_code)})}
-    for name, wanted in (("customers", by_customer), ("deals", by_deal), ("codes", by_code)):
-        if wanted:
-            params[name] = sorted({value for _, value in wanted})
+    # are bound, so it compiles once per process and plans as a prepared statement. One
+    # execution per program (a batch almost always has one).
+    pg = is_postgresql(session)
+    rows: list[Any] = []
+    for program_id in sorted({p for p, _ in (*by_customer, *by_deal, *by_code)}):
+        params: dict[str, Any] = {"program": program_id}
+        for name, wanted in (("customers", by_customer), ("deals", by_deal), ("codes", by_code)):
+            values = sorted(v for p, v in wanted if p == program_id)
+            if values:
+                params[name] = values
+        shape = ("customers" in params, "deals" in params, "codes" in params)
+        rows += session.execute(_touches_query(pg, *shape), params)
     seen_clicks: set[tuple[int, str]] = set()
-    # Rows come clicks first, then touchpoints, then coupons, each in ingest order.
-    for row in session.execute(query, params):
+    # Rows come clicks first, then touchpoints, then coupons, each in ingest order (per
+    # program, and no event belongs to two programs).
+    for row in rows:
         (kind, program_id, customer_id, deal_id, code, id_, seq, partner_id, at, role) = row[:10]
         (bot, duplicate, velocity, click_revoked, owned, first_owner, partner_status) = row[11:]
         revoked = partner_status == "revoked"
@@ -145,6 +151,7 @@ def touches_for_events(session: Session, events: Sequence[Conversion]) -> list[l
     return touches
 
 
+_PROGRAM: sa.BindParameter[str] = sa.bindparam("program", type_=sa.String)
 _EDGES = cast(sa.Table, IdentityEdge.__table__)
 _CLICKS = cast(sa.Table, Click.__table__)
 _TOUCHPOINTS = cast(sa.Table, Touchpoint.__table__)
@@ -228,7 +235,7 @@ def _clicks_of_customers(pg: bool) -> sa.Select[Any]:
         sa.true().label("owned"),
         sa.cast(sa.null(), sa.String).label("first_owner"),
     ).where(
-        one_of(edge.c.program_id, "programs", pg),
+        edge.c.program_id == _PROGRAM,
         one_of(edge.c.customer_id, "customers", pg),
         edge.c.status == "bound",
         edge.c.click_id.is_not(None),
@@ -253,7 +260,7 @@ def _clicks_of_customers(pg: bool) -> sa.Select[Any]:
         sa.false().label("owned"),
         first_owner.label("first_owner"),
     ).where(
-        one_of(visitor.c.program_id, "programs", pg),
+        visitor.c.program_id == _PROGRAM,
         one_of(visitor.c.customer_id, "customers", pg),
         visitor.c.status == "bound",
         visitor.c.visitor_id.is_not(None),
@@ -312,7 +319,7 @@ def _touchpoints_of(pg: bool, customers: bool, deals: bool) -> sa.Select[Any]:
             )
         )
         .outerjoin(partner, partner.c.id == tp.c.partner_id)
-        .where(one_of(tp.c.program_id, "programs", pg), sa.or_(*conditions))
+        .where(tp.c.program_id == _PROGRAM, sa.or_(*conditions))
     )
 
 
@@ -331,7 +338,7 @@ def _coupons_of(pg: bool) -> sa.Select[Any]:
         )
         .outerjoin(partner, partner.c.id == code.c.partner_id)
         .where(
-            one_of(code.c.program_id, "programs", pg),
+            code.c.program_id == _PROGRAM,
             one_of(code.c.code, "codes", pg),
             code.c.active.is_(True),
         )
