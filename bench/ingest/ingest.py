@@ -256,18 +256,19 @@ class CpuMeter:
 
     def __init__(self, proc: subprocess.Popen[bytes], engine: Engine, database: str) -> None:
         self.proc, self.engine, self.database = proc, engine, database
-        self.start_api = self.start_pg = 0.0
+        self.api: dict[int, float] = {}
+        self.pg: dict[int, float] = {}
 
     @staticmethod
-    def _cpu(pids: list[int]) -> float:
-        total = 0
+    def _cpu(pids: list[int]) -> dict[int, float]:
+        seconds = {}
         for pid in pids:
             try:
                 fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
             except OSError:
                 continue
-            total += int(fields[11]) + int(fields[12])  # utime, stime
-        return total / os.sysconf("SC_CLK_TCK")
+            seconds[pid] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return seconds
 
     def _api_pids(self) -> list[int]:
         children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text()
@@ -278,22 +279,26 @@ class CpuMeter:
             return list(
                 conn.execute(
                     sa.text(
-                        "SELECT pid FROM pg_stat_activity WHERE datname = :d AND pid <> "
-                        "pg_backend_pid()"
+                        "SELECT pid FROM pg_stat_activity WHERE datname = :d"
+                        " AND pid <> pg_backend_pid()"
                     ),
                     {"d": self.database},
                 ).scalars()
             )
 
     def start(self) -> None:
-        self.start_api = self._cpu(self._api_pids())
-        self.start_pg = self._cpu(self._pg_pids())
+        self.api = self._cpu(self._api_pids())
+        self.pg = self._cpu(self._pg_pids())
 
     def stop(self, events: int) -> dict[str, float]:
-        """CPU milliseconds per event. Backends that exited during the phase are missed, so
+        """CPU milliseconds per event. A backend that exited during the phase is missed, so
         the PostgreSQL figure is a lower bound (the pools keep their connections open)."""
-        api = self._cpu(self._api_pids()) - self.start_api
-        pg = self._cpu(self._pg_pids()) - self.start_pg
+
+        def spent(before: dict[int, float], now: dict[int, float]) -> float:
+            return sum(cpu - before.get(pid, 0.0) for pid, cpu in now.items())
+
+        api = spent(self.api, self._cpu(self._api_pids()))
+        pg = spent(self.pg, self._cpu(self._pg_pids()))
         per = 1000 / max(events, 1)
         return {"api_cpu_ms": round(api * per, 3), "pg_cpu_ms": round(pg * per, 3)}
 
