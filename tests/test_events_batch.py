@@ -131,6 +131,18 @@ def test_a_key_repeated_within_one_batch(
     assert stored(session) == 2
 
 
+def test_an_amount_too_large_to_store_is_refused_not_a_server_error(
+    client: TestClient, program_id: str, session: Session
+) -> None:
+    single = client.post("/v1/events", json=sale(program_id, "big", amount=2**63))
+    assert single.status_code == 422 and single.json()["code"] == "invalid_amount"
+    body = batch(
+        client, [sale(program_id, "big", amount=2**63), sale(program_id, "max", amount=2**63 - 1)]
+    )
+    assert [outcome(r) for r in body["results"]] == ["invalid_amount", "accepted"]
+    assert stored(session) == 1
+
+
 def test_an_invalid_item_whose_key_is_taken_answers_as_a_retry_would(
     client: TestClient, program_id: str, session: Session
 ) -> None:

@@ -41,6 +41,8 @@ from openpartner.settings import Settings
 _DATETIME: TypeAdapter[datetime] = TypeAdapter(datetime)
 _JSON_OBJECT: TypeAdapter[dict[str, Any]] = TypeAdapter(dict[str, Any])
 _EVENTS = cast(sa.Table, Event.__table__)
+MAX_AMOUNT = 2**63 - 1
+"""Amounts are stored as BIGINT; a larger one is refused rather than failing the insert."""
 
 
 @dataclass(frozen=True)
@@ -307,6 +309,8 @@ def build(
             raise ValidationFailed(
                 "Amounts are not negative; send a refund.", code="invalid_amount"
             )
+        if amount > MAX_AMOUNT:
+            raise ValidationFailed("The amount is too large.", code="invalid_amount")
     elif body.type == "sale":
         raise ValidationFailed(
             "A sale needs an amount.",
