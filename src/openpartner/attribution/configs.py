@@ -8,7 +8,7 @@ which then wins for every event from T on.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,6 +19,8 @@ from openpartner.attribution.models import ModelSpec, parse_model
 from openpartner.core.ids import new_id
 from openpartner.core.time import utc_now
 from openpartner.db.base import Base, IdType, JSONType
+from openpartner.deals.models import Deal
+from openpartner.programs.models import Program
 
 BEGINNING = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -99,3 +101,42 @@ def config_for(session: Session, program_id: str, at: datetime) -> AttributionCo
         .order_by(AttributionConfig.id.desc())
         .limit(1)
     )
+
+
+class Rules:
+    """Resolves the rules in force for many events with one query per program: the config
+    version at the event's time, with a deal's own model taking precedence for its sale."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self._configs: dict[str, list[AttributionConfig]] = {}
+        self._programs: dict[str, Program] = {}
+        self._deal_models: dict[str, str | None] = {}
+
+    def program(self, program_id: str) -> Program:
+        if program_id not in self._programs:
+            self._programs[program_id] = self.session.get_one(Program, program_id)
+        return self._programs[program_id]
+
+    def load_deals(self, deal_ids: Iterable[str | None]) -> None:
+        wanted = {d for d in deal_ids if d and d not in self._deal_models}
+        if wanted:
+            rows = self.session.execute(sa.select(Deal.id, Deal.model).where(Deal.id.in_(wanted)))
+            self._deal_models.update({deal_id: model for deal_id, model in rows})
+
+    def for_event(
+        self, program_id: str, at: datetime, deal_id: str | None = None
+    ) -> tuple[ModelSpec, int, AttributionConfig | None]:
+        if program_id not in self._configs:
+            self._configs[program_id] = program_configs(self.session, program_id)
+        config = in_force(self._configs[program_id], at)
+        program = self.program(program_id)
+        model = config.model if config else program.attribution_model
+        params = config.params if config else program.attribution_params
+        window = config.window_days if config else program.attribution_window_days
+        if deal_id:
+            self.load_deals([deal_id])
+            deal_model = self._deal_models.get(deal_id)
+            if deal_model and deal_model != model:
+                model, params = deal_model, {}
+        return parse_model(model, params), window, config

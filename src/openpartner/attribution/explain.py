@@ -10,7 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from openpartner.attribution.configs import AttributionConfig, config_for
+from openpartner.attribution.configs import AttributionConfig, Rules
 from openpartner.attribution.engine import Attribution, attribute
 from openpartner.attribution.inputs import Conversion
 from openpartner.attribution.models import ModelSpec, parse_model
@@ -18,25 +18,7 @@ from openpartner.attribution.records import AttributionRow
 from openpartner.attribution.rows import engine_touches
 from openpartner.attribution.touches import touches_for_event
 from openpartner.core.ratios import fraction_str, ratio
-from openpartner.deals.models import Deal
 from openpartner.events.models import Event
-from openpartner.programs.models import Program
-
-
-def rules_for(
-    session: Session, event: Event, program: Program
-) -> tuple[ModelSpec, int, AttributionConfig | None]:
-    """The model, parameters and window in force for ``event``: the config version at its time,
-    with a deal's own model taking precedence for the deal's sale."""
-    config = config_for(session, event.program_id, event.occurred_at)
-    model = config.model if config else program.attribution_model
-    params: Mapping[str, Any] = config.params if config else program.attribution_params
-    window = config.window_days if config else program.attribution_window_days
-    if event.deal_id:
-        deal_model = session.scalar(sa.select(Deal.model).where(Deal.id == event.deal_id))
-        if deal_model and deal_model != model:
-            model, params = deal_model, {}
-    return parse_model(model, params), window, config
 
 
 def evaluate(
@@ -46,8 +28,9 @@ def evaluate(
     spec: ModelSpec | None = None,
     window_days: int | None = None,
 ) -> tuple[Attribution, AttributionConfig | None]:
-    program = session.get_one(Program, event.program_id)
-    in_force, window, config = rules_for(session, event, program)
+    rules = Rules(session)
+    program = rules.program(event.program_id)
+    in_force, window, config = rules.for_event(event.program_id, event.occurred_at, event.deal_id)
     conversion = Conversion(
         at=event.occurred_at,
         amount=event.amount or 0,

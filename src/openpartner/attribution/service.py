@@ -1,79 +1,97 @@
-"""Derive and persist the attribution of events. Re-deriving replaces the event's rows in the
-same transaction, so an event never carries two sets of credit."""
+"""Derive and persist the attribution of events with the exact engine, under the config
+version in force at each event's time. Re-deriving replaces the event's rows in the same
+transaction, so an event never carries two sets of credit; the commissions follow.
+
+Set-based: :func:`attribute` derives any number of events from one query for their touches,
+and :func:`store` writes all their rows in one statement, so a batch of a thousand events costs
+a handful of round trips."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from datetime import timedelta
-from fractions import Fraction
+from collections.abc import Iterable, Sequence
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from openpartner.attribution.configs import Rules
+from openpartner.attribution.engine import attribute as engine_attribute
+from openpartner.attribution.inputs import Conversion as EngineConversion
 from openpartner.attribution.records import AttributionRow
-from openpartner.attribution.touches import TouchRecord, touches_for_event
-from openpartner.commissions.service import sync_event
-from openpartner.core.ids import new_id
+from openpartner.attribution.rows import engine_touches, rows_from
+from openpartner.attribution.touches import Conversion, touches_for_events
+from openpartner.commissions.service import sync_event, sync_events
+from openpartner.core.time import utc_now
+from openpartner.events import bulk
 from openpartner.events.models import Event
-from openpartner.programs.models import Program
 
-ENGINE_VERSION = "0"
-CLOCK_SKEW = timedelta(minutes=5)
 ATTRIBUTED_TYPES_EXCLUDED = frozenset({"refund"})
+_ATTRIBUTIONS = cast(sa.Table, AttributionRow.__table__)
+_CHUNK = 500  # ids per IN (...) when deleting, well under every database's parameter limit
 
 
-def _last_click(
-    touches: list[TouchRecord], event: Event, window_days: int
-) -> list[tuple[TouchRecord, Fraction]]:
-    start = event.occurred_at - timedelta(days=window_days)
-    eligible = [
-        t
-        for t in touches
-        if not t.flagged
-        and not t.partner_revoked
-        and start <= t.at <= event.occurred_at + CLOCK_SKEW
-    ]
-    if not eligible:
-        return []
-    winner = max(eligible, key=lambda t: (t.at, t.seq, t.id))
-    return [(winner, Fraction(1))]
+def attribute(
+    session: Session, events: Sequence[Conversion], rules: Rules | None = None
+) -> list[list[dict[str, Any]]]:
+    """The attribution rows (column values) each event should carry, in the events' order.
+    Reads only: one query for the touches of all the events; :func:`store` writes the rows."""
+    rules = rules or Rules(session)
+    attributed = [e for e in events if e.type not in ATTRIBUTED_TYPES_EXCLUDED]
+    rules.load_deals(e.deal_id for e in attributed)
+    touches = iter(touches_for_events(session, attributed))
+    now = utc_now()
+    out: list[list[dict[str, Any]]] = []
+    for event in events:
+        if event.type in ATTRIBUTED_TYPES_EXCLUDED:
+            out.append([])
+            continue
+        spec, window, config = rules.for_event(event.program_id, event.occurred_at, event.deal_id)
+        currency = event.currency or rules.program(event.program_id).currency
+        result = engine_attribute(
+            engine_touches(next(touches)),
+            EngineConversion(at=event.occurred_at, amount=event.amount or 0, currency=currency),
+            spec,
+            window,
+        )
+        rows = rows_from(
+            result,
+            event_id=event.id,
+            program_id=event.program_id,
+            currency=event.currency,
+            config_id=config.id if config else None,
+        )
+        for row in rows:
+            row["created_at"] = now
+        out.append(rows)
+    return out
+
+
+def store(session: Session, rows: Iterable[dict[str, Any]]) -> None:
+    """Insert attribution rows from :func:`attribute`, all in one statement."""
+    bulk.insert_rows(session, _ATTRIBUTIONS, list(rows))
 
 
 def derive_event(session: Session, event: Event) -> list[AttributionRow]:
-    """Replace the event's attribution with a fresh derivation; returns the new rows."""
+    """Replace the event's attribution with a fresh derivation and bring its commissions in
+    line; returns the new rows."""
     session.execute(sa.delete(AttributionRow).where(AttributionRow.event_id == event.id))
-    if event.type in ATTRIBUTED_TYPES_EXCLUDED:
-        sync_event(session, event)
-        return []
-    program = session.get_one(Program, event.program_id)
-    credits = _last_click(touches_for_event(session, event), event, program.attribution_window_days)
-    rows = [
-        AttributionRow(
-            id=new_id("att"),
-            program_id=event.program_id,
-            event_id=event.id,
-            partner_id=touch.partner_id,
-            touch_id=touch.id,
-            touch_kind=touch.kind,
-            weight=f"{weight.numerator}/{weight.denominator}",
-            amount=event.amount or 0,
-            currency=event.currency,
-            model="last_click",
-            params={},
-            config_version=None,
-            engine_version=ENGINE_VERSION,
-        )
-        for touch, weight in credits
-    ]
-    session.add_all(rows)
-    session.flush()
+    rows = attribute(session, [event])[0]
+    store(session, rows)
     sync_event(session, event)
-    return rows
+    return [AttributionRow(**row) for row in rows]
 
 
 def derive_events(session: Session, events: Iterable[Event]) -> int:
     """Re-derive several events; returns how many end up attributed to at least one partner."""
-    return sum(1 for event in events if derive_event(session, event))
+    events = list(events)
+    ids = [e.id for e in events]
+    for start in range(0, len(ids), _CHUNK):
+        chunk = ids[start : start + _CHUNK]
+        session.execute(sa.delete(AttributionRow).where(AttributionRow.event_id.in_(chunk)))
+    derived = attribute(session, events)
+    store(session, (row for rows in derived for row in rows))
+    sync_events(session, ids)
+    return sum(1 for rows in derived if rows)
 
 
 def rederive_customer(session: Session, program_id: str, customer_id: str) -> int:

@@ -15,6 +15,7 @@ for that (event, partner):
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from fractions import Fraction
@@ -23,7 +24,12 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from openpartner.attribution.records import AttributionRow
-from openpartner.commissions.models import Adjustment, Commission, CommissionAudit
+from openpartner.commissions.models import (
+    Adjustment,
+    Commission,
+    CommissionAudit,
+    CommissionRuleVersion,
+)
 from openpartner.commissions.rules import Earning, Rule, Share, after_refunds, earnings
 from openpartner.commissions.rulesets import version_at
 from openpartner.core.ids import new_id
@@ -317,3 +323,32 @@ def book_adjustment(
         accounts.APPROVED,
     )
     return adjustment
+
+
+def sync_events(session: Session, event_ids: Sequence[str]) -> None:
+    """:func:`sync_event` for many events. Programs with no commission rules and no
+    commissions have nothing to sync, so bulk ingest and replay skip them in one query."""
+    if not event_ids:
+        return
+    events: list[Event] = []
+    for start in range(0, len(event_ids), 500):
+        chunk = list(event_ids[start : start + 500])
+        events.extend(
+            session.scalars(sa.select(Event).where(Event.id.in_(chunk)).order_by(Event.seq))
+        )
+    programs = {e.program_id for e in events}
+    ruled = set(
+        session.scalars(
+            sa.select(CommissionRuleVersion.program_id)
+            .where(CommissionRuleVersion.program_id.in_(programs))
+            .distinct()
+        )
+    )
+    ruled |= set(
+        session.scalars(
+            sa.select(Commission.program_id).where(Commission.program_id.in_(programs)).distinct()
+        )
+    )
+    for event in events:
+        if event.program_id in ruled:
+            sync_event(session, event)

@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 from openpartner.api.deps import DbSession, EventsRead, EventsWrite
 from openpartner.api.pagination import Page, paginate
 from openpartner.core.errors import NotFound
-from openpartner.events import service
+from openpartner.events import batch, service
 from openpartner.events.models import Event
 from openpartner.events.schemas import BatchIn, BatchOut, EventIn, EventOut
 from openpartner.programs.models import Program
@@ -47,7 +47,7 @@ def create_events(
             programs[program_id] = program_for(session, principal, program_id)
         return programs[program_id]
 
-    return service.ingest_batch(session, program_of, body.events, request.app.state.settings)
+    return batch.ingest_batch(session, program_of, body.events, request.app.state.settings)
 
 
 @router.get("", response_model=Page[EventOut])

@@ -3,41 +3,86 @@
 A retry with the same key and the same body returns the first response and creates nothing;
 the same key with a different body is a 409. The request owns the transaction, so a 2xx means
 the event is committed.
+
+Set-based: :func:`ingest_new` stores any number of events with a few statements whatever their
+number (touches of all of them, one ``INSERT ... ON CONFLICT DO NOTHING``, their attribution
+rows, the stored rows of keys already taken). Single events and batches go through it.
+Concurrency: the unique ``(program_id, external_id)`` decides who stores a key; the loser of a
+race re-reads the winner's row and answers as a retry would. Rows are inserted in key order, so
+two batches with overlapping keys wait for each other in the same order and never deadlock.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
-from datetime import timedelta
-from typing import Any
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, cast
 
 import sqlalchemy as sa
-from pydantic import TypeAdapter, ValidationError
-from sqlalchemy.exc import IntegrityError
+from pydantic import TypeAdapter
 from sqlalchemy.orm import Session
 
-from openpartner.attribution.records import AttributionRow
-from openpartner.attribution.service import derive_event
+from openpartner.attribution import service as attribution
+from openpartner.commissions.service import sync_events
 from openpartner.core.errors import Conflict, NotFound, OpenPartnerError, ValidationFailed
 from openpartner.core.ids import new_id
 from openpartner.core.money import normalize_currency, parse_amount
 from openpartner.core.time import ensure_utc, utc_now
 from openpartner.deals.models import Deal
+from openpartner.events import bulk
 from openpartner.events.models import Event
-from openpartner.events.schemas import CreditOut, EventIn, EventOut
+from openpartner.events.schemas import EventIn
 from openpartner.identity.guards import check_identifier
 from openpartner.programs.models import Program
 from openpartner.settings import Settings
 
-_EVENT_IN: TypeAdapter[EventIn] = TypeAdapter(EventIn)
+_DATETIME: TypeAdapter[datetime] = TypeAdapter(datetime)
+_JSON_OBJECT: TypeAdapter[dict[str, Any]] = TypeAdapter(dict[str, Any])
+_EVENTS = cast(sa.Table, Event.__table__)
+MAX_AMOUNT = 2**63 - 1
+"""Amounts are stored as BIGINT; a larger one is refused rather than failing the insert."""
 
 
 @dataclass(frozen=True)
 class Ingested:
     response: dict[str, Any]
     replayed: bool
+
+
+@dataclass(slots=True)
+class NewEvent:
+    """The column values of an event about to be inserted (cheaper than an ORM object, and
+    what attribution reads of a conversion)."""
+
+    id: str
+    program_id: str
+    type: str
+    customer_id: str | None
+    deal_id: str | None
+    amount: int | None
+    currency: str | None
+    refund_of: str | None
+    promotion_code: str | None
+    occurred_at: datetime
+    received_at: datetime
+    external_id: str
+    request_hash: str
+    source: str
+    metadata: dict[str, Any]
+    response: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Pending:
+    """One event to ingest: its program, validated body and idempotency key."""
+
+    program: Program
+    body: EventIn
+    key: str
+    digest: str = ""
 
 
 def request_hash(program_id: str, body: EventIn) -> str:
@@ -64,18 +109,10 @@ def idempotency_key(body: EventIn, header: str | None) -> str:
     return key
 
 
-def _existing(session: Session, program_id: str, key: str, digest: str) -> Ingested | None:
-    found = session.scalar(
-        sa.select(Event).where(Event.program_id == program_id, Event.external_id == key)
-    )
-    if found is None:
-        return None
-    if found.request_hash != digest:
-        raise Conflict(
-            f"The idempotency key {key!r} was used with a different request.",
-            code="idempotency_conflict",
-        )
-    return Ingested(response=found.response, replayed=True)
+def needs_lookups(body: EventIn) -> bool:
+    """Refunds and deal sales are validated against the database (the sale, what it has
+    refunded, the deal); every other event is validated from its body alone."""
+    return body.type == "refund" or body.deal_id is not None
 
 
 def ingest(
@@ -86,31 +123,158 @@ def ingest(
     settings: Settings,
     source: str = "api",
 ) -> Ingested:
-    digest = request_hash(program.id, body)
-    seen = _existing(session, program.id, key, digest)
-    if seen is not None:
-        return seen
-    event = _build(session, program, body, key, digest, settings)
-    event.source = source
-    try:
-        with session.begin_nested():
-            session.add(event)
-    except IntegrityError:
-        # A concurrent request with the same key won the insert; answer as its retry.
-        seen = _existing(session, program.id, key, digest)
-        if seen is None:
-            raise
-        return seen
-    credits = derive_event(session, event)
-    event.response = render(event, credits)
-    session.flush()
-    return Ingested(response=event.response, replayed=False)
+    item = Pending(program, body, key)
+    if needs_lookups(body):
+        item.digest = request_hash(program.id, body)
+        seen = _stored(session, [item]).get((program.id, key))
+        if seen is not None:
+            return _replay(key, item.digest, *seen)
+        event = build(session, item, settings, utc_now(), source)
+        outcome = ingest_new(session, [item], [event])[0]
+    else:
+        outcome = ingest_many(session, [item], settings, source)[0]
+    if isinstance(outcome, OpenPartnerError):
+        raise outcome
+    return outcome
 
 
-def _build(
-    session: Session, program: Program, body: EventIn, key: str, digest: str, settings: Settings
-) -> Event:
+def ingest_many(
+    session: Session, items: Sequence[Pending], settings: Settings, source: str = "api"
+) -> list[Ingested | OpenPartnerError]:
+    """Ingest events validated from their bodies alone (not :func:`needs_lookups`), answered
+    in order exactly as one-by-one ingest would: a key already stored (before, or by an
+    earlier item) is a replay or a conflict, whether or not the body is valid."""
     now = utc_now()
+    events: list[NewEvent | OpenPartnerError] = []
+    for item in items:
+        item.digest = request_hash(item.program.id, item.body)
+        try:
+            events.append(build(session, item, settings, now, source))
+        except OpenPartnerError as exc:
+            events.append(exc)
+    return ingest_new(session, items, events)
+
+
+def ingest_new(
+    session: Session, items: Sequence[Pending], events: Sequence[NewEvent | OpenPartnerError]
+) -> list[Ingested | OpenPartnerError]:
+    """Store the valid events whose key is new, with their attribution, and answer every item.
+    ``events[i]`` is ``items[i]`` built, or the error that building it raised."""
+    first: dict[tuple[str, str], int] = {}
+    fresh: list[NewEvent] = []
+    for i, event in enumerate(events):
+        if isinstance(event, NewEvent) and first.setdefault(_key(event), i) == i:
+            fresh.append(event)
+    credits = attribution.attribute(session, fresh)
+    for event, rows in zip(fresh, credits, strict=True):
+        event.response = render(event, rows)
+    inserted = _insert(session, fresh)
+    attribution.store(
+        session,
+        (
+            row
+            for e, rows in zip(fresh, credits, strict=True)
+            if _key(e) in inserted
+            for row in rows
+        ),
+    )
+    sync_events(session, [e.id for e in fresh if _key(e) in inserted])
+    # What each key holds now: the row one of these items stored (and which), or an older one.
+    stored = {
+        _key(e): (e.request_hash, e.response, first[_key(e)]) for e in fresh if _key(e) in inserted
+    }
+    others = [item for item in items if (item.program.id, item.key) not in stored]
+    for key, (digest, response) in _stored(session, others).items():
+        stored[key] = (digest, response, -1)
+    out: list[Ingested | OpenPartnerError] = []
+    for i, (item, event) in enumerate(zip(items, events, strict=True)):
+        seen = stored.get((item.program.id, item.key))
+        if seen is not None and seen[2] == i:
+            out.append(Ingested(response=seen[1], replayed=False))
+        elif seen is not None and seen[2] < i:
+            try:
+                out.append(_replay(item.key, item.digest, seen[0], seen[1]))
+            except Conflict as exc:
+                out.append(exc)
+        elif isinstance(event, OpenPartnerError):
+            out.append(event)
+        else:  # cannot happen: a key that lost the insert is held by the winner's row
+            raise RuntimeError(f"event {item.key!r} was neither stored nor found")
+    return out
+
+
+def _key(event: NewEvent) -> tuple[str, str]:
+    return event.program_id, event.external_id
+
+
+def _replay(key: str, digest: str, stored_digest: str, response: dict[str, Any]) -> Ingested:
+    if stored_digest != digest:
+        raise Conflict(
+            f"The idempotency key {key!r} was used with a different request.",
+            code="idempotency_conflict",
+        )
+    return Ingested(response=response, replayed=True)
+
+
+def _stored(
+    session: Session, items: Sequence[Pending]
+) -> dict[tuple[str, str], tuple[str, dict[str, Any]]]:
+    """``(program_id, key) -> (request_hash, response)`` of the items' keys already stored."""
+    keys: dict[str, set[str]] = {}
+    for item in items:
+        keys.setdefault(item.program.id, set()).add(item.key)
+    found: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {}
+    postgres = bulk.is_postgresql(session)
+    stmt = sa.select(Event.program_id, Event.external_id, Event.request_hash, Event.response).where(
+        Event.program_id == sa.bindparam("program_id"),
+        bulk.one_of(Event.external_id, "keys", postgres),
+    )
+    for program_id, wanted in keys.items():
+        for r in session.execute(stmt, {"program_id": program_id, "keys": sorted(wanted)}):
+            found[(r.program_id, r.external_id)] = (r.request_hash, r.response)
+    return found
+
+
+def _insert(session: Session, events: Sequence[NewEvent]) -> set[tuple[str, str]]:
+    """Insert the events whose key is free, in key order (see the module docstring); returns
+    the keys inserted. A key taken meanwhile by another transaction is skipped, not an error."""
+    rows = [
+        {
+            "id": e.id,
+            "program_id": e.program_id,
+            "type": e.type,
+            "customer_id": e.customer_id,
+            "deal_id": e.deal_id,
+            "amount": e.amount,
+            "currency": e.currency,
+            "refund_of": e.refund_of,
+            "promotion_code": e.promotion_code,
+            "occurred_at": e.occurred_at,
+            "received_at": e.received_at,
+            "external_id": e.external_id,
+            "request_hash": e.request_hash,
+            "source": e.source,
+            "metadata": e.metadata,
+            "response": e.response,
+        }
+        for e in sorted(events, key=_key)
+    ]
+    inserted = bulk.insert_rows(
+        session,
+        _EVENTS,
+        rows,
+        skip_conflicts_on=("program_id", "external_id"),
+        returning=("program_id", "external_id"),
+    )
+    return {(r.program_id, r.external_id) for r in inserted}
+
+
+def build(
+    session: Session, item: Pending, settings: Settings, now: datetime, source: str
+) -> NewEvent:
+    """Validate one event into the row to insert; raises the error a client should see. Only
+    :func:`needs_lookups` events read the database."""
+    program, body = item.program, item.body
     occurred_at = ensure_utc(body.occurred_at) if body.occurred_at else now
     if occurred_at < now - timedelta(days=settings.event_max_backdate_days):
         raise ValidationFailed(
@@ -147,6 +311,8 @@ def _build(
             raise ValidationFailed(
                 "Amounts are not negative; send a refund.", code="invalid_amount"
             )
+        if amount > MAX_AMOUNT:
+            raise ValidationFailed("The amount is too large.", code="invalid_amount")
     elif body.type == "sale":
         raise ValidationFailed(
             "A sale needs an amount.",
@@ -163,7 +329,7 @@ def _build(
             code="customer_required",
             errors=[{"loc": ["body", "customer_id"], "msg": "required", "type": "missing"}],
         )
-    return Event(
+    return NewEvent(
         id=new_id("evt"),
         program_id=program.id,
         type=body.type,
@@ -175,9 +341,10 @@ def _build(
         promotion_code=body.promotion_code.strip().upper() if body.promotion_code else None,
         occurred_at=occurred_at,
         received_at=now,
-        external_id=key,
-        request_hash=digest,
-        metadata_=body.metadata,
+        external_id=item.key,
+        request_hash=item.digest,
+        source=source,
+        metadata=body.metadata,
     )
 
 
@@ -209,70 +376,28 @@ def _refunded(session: Session, sale_id: str) -> int:
     return int(total or 0)
 
 
-def render(event: Event, credits: list[AttributionRow]) -> dict[str, Any]:
+def render(event: NewEvent, credits: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The event as the API shows it (``EventOut``, JSON-ready), built directly: this runs
+    for every event ingested, and a pydantic model round trip would cost more than the rest."""
     by_partner: dict[str, int] = {}
     for row in credits:
-        by_partner[row.partner_id] = by_partner.get(row.partner_id, 0) + row.amount
-    out = EventOut(
-        id=event.id,
-        type=event.type,
-        program_id=event.program_id,
-        customer_id=event.customer_id,
-        amount=event.amount,
-        currency=event.currency,
-        occurred_at=event.occurred_at,
-        external_id=event.external_id,
-        refund_of=event.refund_of,
-        promotion_code=event.promotion_code,
-        deal_id=event.deal_id,
-        metadata=event.metadata_,
-        attributed_to=[
-            CreditOut(partner_id=p, amount=a, currency=event.currency)
+        by_partner[row["partner_id"]] = by_partner.get(row["partner_id"], 0) + row["amount"]
+    return {
+        "id": event.id,
+        "object": "event",
+        "type": event.type,
+        "program_id": event.program_id,
+        "customer_id": event.customer_id,
+        "amount": event.amount,
+        "currency": event.currency,
+        "occurred_at": _DATETIME.dump_python(event.occurred_at, mode="json"),
+        "external_id": event.external_id,
+        "refund_of": event.refund_of,
+        "promotion_code": event.promotion_code,
+        "deal_id": event.deal_id,
+        "metadata": _JSON_OBJECT.dump_python(event.metadata, mode="json") if event.metadata else {},
+        "attributed_to": [
+            {"partner_id": p, "amount": a, "currency": event.currency}
             for p, a in sorted(by_partner.items())
         ],
-    )
-    return out.model_dump(mode="json")
-
-
-def ingest_batch(
-    session: Session, program_for_item: Any, items: list[dict[str, Any]], settings: Settings
-) -> dict[str, Any]:
-    """Each item on its own: accepted, duplicate (same key, same body) or rejected with a
-    reason. One bad item never sinks the others: each runs in its own savepoint."""
-    results: list[dict[str, Any]] = []
-    counts = {"accepted": 0, "duplicate": 0, "rejected": 0}
-    for index, raw in enumerate(items):
-        try:
-            body = _EVENT_IN.validate_python(raw)
-            program = program_for_item(body.program_id)
-            key = idempotency_key(body, None)
-            with session.begin_nested():
-                done = ingest(session, program, body, key, settings)
-            status = "duplicate" if done.replayed else "accepted"
-            results.append({"index": index, "status": status, "id": done.response["id"]})
-        except ValidationError as exc:
-            status = "rejected"
-            results.append(
-                {
-                    "index": index,
-                    "status": status,
-                    "code": "validation_error",
-                    "detail": "The event is not valid.",
-                    "errors": [
-                        {"loc": [str(p) for p in e["loc"]], "msg": e["msg"], "type": e["type"]}
-                        for e in exc.errors()
-                    ],
-                }
-            )
-        except OpenPartnerError as exc:
-            status = "rejected"
-            results.append(
-                {"index": index, "status": status, "code": exc.code, "detail": exc.detail}
-            )
-        counts[status] += 1
-    return {
-        "accepted": counts["accepted"],
-        "duplicates": counts["duplicate"],
-        "rejected": counts["rejected"],
-        "results": results,
     }

@@ -1,0 +1,96 @@
+"""Batch ingest: up to 1,000 events in one request, answered per item.
+
+Each item is accepted, a duplicate (same key, same body) or rejected with a reason, exactly as
+if the items had been sent one by one in order; one bad item never sinks the others. The work is
+set-based: runs of events that validate from their body alone go through
+:func:`service.ingest_many` together (a few statements for the whole run); a refund or deal sale,
+which is validated against the database and may depend on an earlier item, is ingested on its
+own at its place in the order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from pydantic import TypeAdapter, ValidationError
+from sqlalchemy.orm import Session
+
+from openpartner.core.errors import OpenPartnerError
+from openpartner.events import service
+from openpartner.events.schemas import EventIn
+from openpartner.programs.models import Program
+from openpartner.settings import Settings
+
+_EVENT_IN: TypeAdapter[EventIn] = TypeAdapter(EventIn)
+
+
+def ingest_batch(
+    session: Session,
+    program_for_item: Callable[[str | None], Program],
+    items: list[dict[str, Any]],
+    settings: Settings,
+) -> dict[str, Any]:
+    results: list[dict[str, Any] | None] = [None] * len(items)
+    run: list[tuple[int, service.Pending]] = []
+
+    def flush_run() -> None:
+        if not run:
+            return
+        outcomes = service.ingest_many(session, [p for _, p in run], settings)
+        for (index, _), outcome in zip(run, outcomes, strict=True):
+            results[index] = _result(index, outcome)
+        run.clear()
+
+    for index, raw in enumerate(items):
+        try:
+            body = _EVENT_IN.validate_python(raw)
+            program = program_for_item(body.program_id)
+            key = service.idempotency_key(body, None)
+        except ValidationError as exc:
+            results[index] = {
+                "index": index,
+                "status": "rejected",
+                "code": "validation_error",
+                "detail": "The event is not valid.",
+                "errors": [
+                    {"loc": [str(p) for p in e["loc"]], "msg": e["msg"], "type": e["type"]}
+                    for e in exc.errors()
+                ],
+            }
+            continue
+        except OpenPartnerError as exc:
+            results[index] = _result(index, exc)
+            continue
+        if not service.needs_lookups(body):
+            run.append((index, service.Pending(program, body, key)))
+            continue
+        # It may refund a sale an earlier item made: store everything before it first.
+        flush_run()
+        try:
+            results[index] = _result(index, service.ingest(session, program, body, key, settings))
+        except OpenPartnerError as exc:
+            results[index] = _result(index, exc)
+    flush_run()
+    done = [r for r in results if r is not None]
+    counts = {"accepted": 0, "duplicate": 0, "rejected": 0}
+    for r in done:
+        counts[r["status"]] += 1
+    return {
+        "accepted": counts["accepted"],
+        "duplicates": counts["duplicate"],
+        "rejected": counts["rejected"],
+        "results": done,
+    }
+
+
+def _result(index: int, outcome: service.Ingested | OpenPartnerError) -> dict[str, Any]:
+    if isinstance(outcome, OpenPartnerError):
+        return {
+            "index": index,
+            "status": "rejected",
+            "code": outcome.code,
+            "detail": outcome.detail,
+        }
+    status = "duplicate" if outcome.replayed else "accepted"
+    return {"index": index, "status": status, "id": outcome.response["id"]}
