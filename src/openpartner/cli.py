@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 
 import click
 
@@ -262,3 +263,56 @@ def ledger_check() -> None:
     if not report.ok:
         sys.exit(1)
     click.echo("the books balance")
+
+
+@main.group()
+def attribution() -> None:
+    """Attribution tools."""
+
+
+@attribution.command("replay")
+@click.option("--program", "program_id", required=True, help="Program id (prg_...).")
+@click.option("--model", required=True, help="last_click, first_click, linear, partner_equal, ...")
+@click.option("--params", default="{}", help='Model parameters as JSON, e.g. {"first": 30}.')
+@click.option("--window", "window_days", type=click.IntRange(1, 365), default=None)
+@click.option("--since", type=click.DateTime(), default=None, help="UTC date/time to start from.")
+@click.option("--dry-run", is_flag=True, help="Report the per-partner difference, write nothing.")
+def attribution_replay(
+    program_id: str,
+    model: str,
+    params: str,
+    window_days: int | None,
+    since: datetime | None,
+    dry_run: bool,
+) -> None:
+    """Re-derive a program's history under another model or window."""
+    import json
+
+    from openpartner.attribution.replay import replay
+    from openpartner.db.session import transaction
+
+    with transaction() as session:
+        report = replay(
+            session,
+            program_id,
+            model=model,
+            params=json.loads(params),
+            window_days=window_days,
+            since=since.replace(tzinfo=UTC) if since else None,
+            dry_run=dry_run,
+        )
+    out = report.as_dict()
+    click.echo(
+        f"{'dry run' if dry_run else 'applied'}: {out['events']} events, "
+        f"{out['changed_events']} changed, {out['seconds']} s, model {out['model']}, "
+        f"window {out['window_days']} days"
+        + (f", config {out['config_version']}" if out["config_version"] else "")
+    )
+    click.echo(
+        f"{'partner':<32} {'currency':<8} {'current':>14} {'replayed':>14} {'difference':>14}"
+    )
+    for row in out["partners"]:
+        click.echo(
+            f"{row['partner_id']:<32} {row['currency'] or '-':<8} {row['current']:>14} "
+            f"{row['replayed']:>14} {row['difference']:>14}"
+        )

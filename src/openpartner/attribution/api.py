@@ -5,13 +5,17 @@ from typing import Annotated, Any
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Query
+from pydantic import AwareDatetime, Field
 
-from openpartner.api.deps import AttributionRead, DbSession
+from openpartner.api.deps import AttributionRead, DbSession, ProgramsWrite
+from openpartner.api.schemas import RequestModel
 from openpartner.attribution import explain
+from openpartner.attribution.replay import replay
 from openpartner.core.errors import NotFound, ValidationFailed
 from openpartner.deals.service import get_deal
 from openpartner.events.models import Event
 from openpartner.programs.schemas import AttributionModelName
+from openpartner.programs.service import get_program
 
 router = APIRouter(prefix="/v1", tags=["attribution"])
 
@@ -96,3 +100,32 @@ def deal_attribution(
     body = _explained(session, event, model, params, window_days)
     body["deal_id"] = deal.id
     return body
+
+
+class ReplayIn(RequestModel):
+    model: AttributionModelName
+    params: dict[str, Any] = Field(default_factory=dict, max_length=16)
+    window_days: int | None = Field(default=None, ge=1, le=365)
+    since: AwareDatetime | None = Field(default=None, strict=False)
+    dry_run: bool = True
+
+
+@router.post("/programs/{program_id}/attribution/replay")
+def replay_program(
+    program_id: str, body: ReplayIn, session: DbSession, principal: ProgramsWrite
+) -> dict[str, Any]:
+    """Re-derive the program's history under another model or window. With ``dry_run`` (the
+    default) it only reports, per partner and currency, the current total, the replayed total
+    and the difference; otherwise it applies the change as a new config version effective from
+    ``since`` and rewrites the attributions (paid money becomes adjustments)."""
+    get_program(session, principal, program_id)
+    report = replay(
+        session,
+        program_id,
+        model=body.model,
+        params=body.params,
+        window_days=body.window_days,
+        since=body.since,
+        dry_run=body.dry_run,
+    )
+    return report.as_dict()

@@ -113,6 +113,10 @@ class Rules:
         self._programs: dict[str, Program] = {}
         self._deal_models: dict[str, str | None] = {}
 
+    def preload(self, program_id: str, extra: Sequence[AttributionConfig]) -> None:
+        """Resolve as if ``extra`` versions (newest last) existed: a dry-run replay's."""
+        self._configs[program_id] = program_configs(self.session, program_id) + list(extra)
+
     def program(self, program_id: str) -> Program:
         if program_id not in self._programs:
             self._programs[program_id] = self.session.get_one(Program, program_id)

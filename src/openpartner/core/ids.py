@@ -8,6 +8,7 @@ guessed or enumerated).
 from __future__ import annotations
 
 import secrets
+import threading
 
 from openpartner.core.time import utc_now
 
@@ -49,11 +50,22 @@ def _encode(value: int, length: int) -> str:
     return "".join(reversed(chars))
 
 
+_lock = threading.Lock()
+_last = 0
+
+
 def new_id(prefix: str) -> str:
+    """Monotonic within a process (like monotonic ULIDs): an id made in the same millisecond as
+    the previous one is that one plus one, so ids always sort in creation order here."""
+    global _last
     if prefix not in PREFIXES:
         raise ValueError(f"unknown id prefix {prefix!r}")
     millis = int(utc_now().timestamp() * 1000)
-    body = (millis << 80) | secrets.randbits(80)
+    with _lock:
+        body = (millis << 80) | secrets.randbits(80)
+        if body <= _last:
+            body = _last + 1
+        _last = body
     return f"{prefix}_{_encode(body, 26)}"
 
 

@@ -1,0 +1,256 @@
+"""Persisted attribution under versioned configs, explanations, what-ifs and replay."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import sqlalchemy as sa
+from fastapi.testclient import TestClient
+from sqlalchemy.orm import Session
+
+from openpartner.attribution.configs import AttributionConfig
+from openpartner.attribution.records import AttributionRow
+from openpartner.attribution.replay import replay
+from openpartner.commissions.models import Adjustment
+from openpartner.core.time import clock
+from openpartner.partners.models import Partner
+from openpartner.programs.models import Program
+from openpartner.settings import Settings
+from tests.factories import make_click, make_link, make_partner, make_program
+from tests.ledger_helpers import assert_books_balance, pay_all, percent, record, set_rules
+
+T0 = datetime(2026, 3, 2, 12, tzinfo=UTC)
+
+
+@pytest.fixture(autouse=True)
+def _frozen() -> None:
+    clock.freeze(T0)
+
+
+def touch(session: Session, partner: Partner, customer: str, at: datetime) -> str:
+    program = session.get_one(Program, partner.program_id)
+    click = make_click(session, link=make_link(session, partner=partner), at=at)
+    from openpartner.identity.service import bind
+
+    bind(session, program, customer_id=customer, click_id=click.id)
+    return click.id
+
+
+@pytest.fixture
+def journey(session: Session) -> dict[str, str]:
+    """Customer c1: partner A clicked 3 days ago, B 1 day ago; one sale of 100.00 today."""
+    program = make_program(session)
+    a = make_partner(session, program=program, name="A")
+    b = make_partner(session, program=program, name="B")
+    touch(session, a, "c1", T0 - timedelta(days=3))
+    touch(session, b, "c1", T0 - timedelta(days=1))
+    session.commit()
+    return {"program": program.id, "a": a.id, "b": b.id}
+
+
+def sale(
+    client: TestClient, ctx: dict[str, str], key: str, amount: int = 10_000
+) -> dict[str, object]:
+    body = {
+        "program_id": ctx["program"],
+        "type": "sale",
+        "customer_id": "c1",
+        "amount": amount,
+        "external_id": key,
+    }
+    response = client.post("/v1/events", json=body)
+    assert response.status_code == 201, response.text
+    return response.json()  # type: ignore[no-any-return]
+
+
+def rows(session: Session, event_id: str) -> list[tuple[str, int, str, str]]:
+    return [
+        (r.partner_id, r.amount, r.weight, r.model)
+        for r in session.scalars(
+            sa.select(AttributionRow)
+            .where(AttributionRow.event_id == event_id)
+            .order_by(AttributionRow.seq)
+        )
+    ]
+
+
+def test_event_is_attributed_under_the_program_model(
+    client: TestClient, session: Session, journey: dict[str, str]
+) -> None:
+    client.patch(f"/v1/programs/{journey['program']}", json={"attribution_model": "linear"})
+    event = sale(client, journey, "s1", amount=10_001)
+    assert rows(session, str(event["id"])) == [
+        (journey["a"], 5001, "1/2", "linear"),  # the odd unit goes to the earlier touch
+        (journey["b"], 5000, "1/2", "linear"),
+    ]
+
+
+def test_a_program_change_never_rewrites_the_past(
+    client: TestClient, session: Session, journey: dict[str, str]
+) -> None:
+    old = sale(client, journey, "before")
+    clock.advance(timedelta(minutes=1))
+    client.patch(f"/v1/programs/{journey['program']}", json={"attribution_model": "first_click"})
+    versions = session.scalars(
+        sa.select(AttributionConfig.reason)
+        .where(AttributionConfig.program_id == journey["program"])
+        .order_by(AttributionConfig.id)
+    ).all()
+    assert versions == ["created", "updated"]
+    clock.advance(timedelta(minutes=1))
+    new = sale(client, journey, "after")
+    assert [r[0] for r in rows(session, str(old["id"]))] == [journey["b"]]  # still last click
+    assert [r[0] for r in rows(session, str(new["id"]))] == [journey["a"]]  # first click
+    # Re-deriving the old event (a late identify) keeps the version in force at its time.
+    from openpartner.attribution.service import rederive_customer
+
+    rederive_customer(session, journey["program"], "c1")
+    assert [r[0] for r in rows(session, str(old["id"]))] == [journey["b"]]
+
+
+def test_explanation_lists_considered_and_excluded_touches(
+    client: TestClient, session: Session, journey: dict[str, str]
+) -> None:
+    program = session.get_one(Program, journey["program"])
+    late = make_partner(session, program=program, name="Late")
+    touch(session, late, "c1", T0 + timedelta(hours=1))  # after the sale: excluded
+    bot_link = make_link(session, partner=late)
+    bot = make_click(session, link=bot_link, at=T0 - timedelta(hours=5), bot=True)
+    from openpartner.identity.service import bind
+
+    bind(session, program, customer_id="c1", click_id=bot.id)
+    session.commit()
+    event = sale(client, journey, "s1")
+    body = client.get(f"/v1/events/{event['id']}/attribution").json()
+    assert body["model"] == "last_click" and body["what_if"] is False
+    assert [t["partner_id"] for t in body["considered"]] == [journey["a"], journey["b"]]
+    assert sorted(e["reason"] for e in body["excluded"]) == ["after_conversion", "flagged"]
+    assert [(p["partner_id"], p["amount"], p["share"]["percent"]) for p in body["partners"]] == [
+        (journey["b"], 10_000, "100.00")
+    ]
+    assert [s["partner_id"] for s in body["stored"]] == [journey["b"]]
+
+
+def test_what_if_computes_without_writing(
+    client: TestClient, session: Session, journey: dict[str, str]
+) -> None:
+    event = sale(client, journey, "s1", amount=9_999)
+    before = rows(session, str(event["id"]))
+    body = client.get(
+        f"/v1/events/{event['id']}/attribution",
+        params={"model": "position", "params": '{"first": 30, "middle": 0, "last": 70}'},
+    ).json()
+    assert body["what_if"] is True
+    assert [(p["partner_id"], p["amount"], p["share"]["fraction"]) for p in body["partners"]] == [
+        (journey["a"], 3000, "3/10"),
+        (journey["b"], 6999, "7/10"),
+    ]
+    assert rows(session, str(event["id"])) == before
+    bad = client.get(
+        f"/v1/events/{event['id']}/attribution", params={"model": "linear", "params": "[1]"}
+    )
+    assert bad.status_code == 422
+
+
+def test_deal_breakdown_under_any_model(client: TestClient, session: Session) -> None:
+    program = make_program(session)
+    partners = [make_partner(session, program=program, name=n) for n in ("R", "D", "C")]
+    session.commit()
+    deal = client.post("/v1/deals", json={"program_id": program.id, "customer_id": "acct"}).json()
+    for partner, kind, hours in zip(
+        partners, ("referral", "demo", "closer"), (30, 20, 10), strict=True
+    ):
+        client.post(
+            "/v1/touchpoints",
+            json={
+                "partner_id": partner.id,
+                "deal_id": deal["id"],
+                "type": kind,
+                "occurred_at": (T0 - timedelta(hours=hours)).isoformat(),
+            },
+        )
+    client.post(f"/v1/deals/{deal['id']}/close", json={"amount": 15_000})
+    body = client.get(f"/v1/deals/{deal['id']}/attribution", params={"model": "role_based"}).json()
+    # closer 35, referral 25, demo 15 -> 25/75, 15/75, 35/75 of 150.00
+    assert [(p["roles"], p["amount"]) for p in body["partners"]] == [
+        (["referral"], 5000),
+        (["demo"], 3000),
+        (["closer"], 7000),
+    ]
+    assert sum(p["amount"] for p in body["partners"]) == 15_000
+    open_deal = client.post("/v1/deals", json={"program_id": program.id}).json()
+    assert client.get(f"/v1/deals/{open_deal['id']}/attribution").json()["code"] == "deal_open"
+
+
+def test_replay_dry_run_reports_and_writes_nothing(
+    client: TestClient, session: Session, journey: dict[str, str]
+) -> None:
+    event = sale(client, journey, "s1")
+    before = rows(session, str(event["id"]))
+    response = client.post(
+        f"/v1/programs/{journey['program']}/attribution/replay", json={"model": "linear"}
+    )
+    assert response.status_code == 200, response.text
+    report = response.json()
+    assert report["dry_run"] is True and report["events"] == 1 and report["changed_events"] == 1
+    assert [
+        (p["partner_id"], p["current"], p["replayed"], p["difference"]) for p in report["partners"]
+    ] == sorted([(journey["a"], 0, 5000, 5000), (journey["b"], 10_000, 5000, -5000)])
+    assert rows(session, str(event["id"])) == before
+    assert session.get_one(Program, journey["program"]).attribution_model == "last_click"
+
+
+def test_replay_applies_a_new_version_and_twice_is_a_no_op(
+    session: Session, settings: Settings, journey: dict[str, str]
+) -> None:
+    program = session.get_one(Program, journey["program"])
+    event = record(session, settings, program, "sale", customer_id="c1", amount=10_000)
+    applied = replay(session, program.id, model="linear", dry_run=False)
+    assert applied.changed_events == 1 and applied.config_version is not None
+    assert rows(session, event.id) == [
+        (journey["a"], 5000, "1/2", "linear"),
+        (journey["b"], 5000, "1/2", "linear"),
+    ]
+    assert program.attribution_model == "linear"
+    again = replay(session, program.id, model="linear", dry_run=False)
+    assert again.changed_events == 0
+    assert all(d.difference == 0 for d in again.partners.values())
+    assert len(rows(session, event.id)) == 2  # never a second set
+
+
+def test_replay_since_leaves_earlier_events_alone(
+    session: Session, settings: Settings, journey: dict[str, str]
+) -> None:
+    program = session.get_one(Program, journey["program"])
+    early = record(
+        session, settings, program, "sale", customer_id="c1", amount=100, at=T0 - timedelta(hours=2)
+    )
+    late = record(session, settings, program, "sale", customer_id="c1", amount=100)
+    report = replay(
+        session, program.id, model="first_click", since=T0 - timedelta(hours=1), dry_run=False
+    )
+    assert report.events == 1
+    assert [r[0] for r in rows(session, early.id)] == [journey["b"]]
+    assert [r[0] for r in rows(session, late.id)] == [journey["a"]]
+
+
+def test_replay_of_paid_money_becomes_adjustments_never_rewrites(
+    session: Session, settings: Settings, journey: dict[str, str]
+) -> None:
+    program = session.get_one(Program, journey["program"])
+    program.holding_days = 0
+    set_rules(session, program, percent(1000))
+    record(session, settings, program, "sale", customer_id="c1", amount=10_000)
+    pay_all(session, program)  # B was paid 10.00
+    replay(session, program.id, model="linear", dry_run=False)
+    adjustments = [(a.partner_id, a.amount) for a in session.scalars(sa.select(Adjustment))]
+    assert adjustments == [(journey["b"], -500)]
+    assert_books_balance(session)
+
+
+def test_replay_needs_programs_write_and_a_known_model(
+    client: TestClient, anon: TestClient, key_for: object, journey: dict[str, str]
+) -> None:
+    token = key_for("attribution:read")  # type: ignore[operator]
+    url = f"/v1/programs/{journey['program']}/attribution/replay"
+    assert anon.post(url, json={"model": "linear"}, headers={"X-API-Key": token}).status_code == 403
+    assert client.post(url, json={"model": "most_clicks"}).status_code == 422
