@@ -8,6 +8,7 @@ from contextlib import contextmanager
 
 from sqlalchemy.orm import Session, sessionmaker
 
+import openpartner.db.models  # noqa: F401  (every table mapped, so foreign keys resolve)
 from openpartner.db.engine import get_engine
 
 

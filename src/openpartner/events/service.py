@@ -356,11 +356,15 @@ def _sale_for_refund(session: Session, program_id: str, ref: str | None) -> Even
             errors=[{"loc": ["body", "refund_of"], "msg": "required", "type": "missing"}],
         )
     sale = session.scalar(
-        sa.select(Event).where(
+        sa.select(Event)
+        .where(
             Event.program_id == program_id,
             Event.type == "sale",
             sa.or_(Event.id == ref, Event.external_id == ref),
         )
+        # Two refunds of one sale at once must not both see the same amount left: lock the sale
+        # (PostgreSQL; SQLite transactions are already serialized by BEGIN IMMEDIATE).
+        .with_for_update()
     )
     if sale is None:
         raise NotFound(f"Sale {ref} not found.", code="unknown_sale")
