@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -46,8 +46,10 @@ def get_principal(request: Request, session: DbSession) -> Principal:
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
 
 
-def require(scope: str) -> Callable[[Principal], Principal]:
-    def dependency(principal: CurrentPrincipal) -> Principal:
+def require(scope: str) -> Callable[[Principal], Awaitable[Principal]]:
+    # async although it awaits nothing: FastAPI runs a sync dependency in the thread pool, and
+    # this check is too small to be worth a thread hop on every request.
+    async def dependency(principal: CurrentPrincipal) -> Principal:
         principal.require(scope)
         return principal
 
