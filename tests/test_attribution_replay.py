@@ -5,6 +5,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given
+from hypothesis import settings as settings_
+from hypothesis import strategies as st
 from sqlalchemy.orm import Session
 
 from openpartner.attribution.configs import AttributionConfig
@@ -254,3 +257,43 @@ def test_replay_needs_programs_write_and_a_known_model(
     url = f"/v1/programs/{journey['program']}/attribution/replay"
     assert anon.post(url, json={"model": "linear"}, headers={"X-API-Key": token}).status_code == 403
     assert client.post(url, json={"model": "most_clicks"}).status_code == 422
+
+
+@settings_(
+    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    model=st.sampled_from(
+        ["last_click", "first_click", "linear", "partner_equal", "position", "time_decay"]
+    ),
+    clicks=st.lists(
+        st.tuples(st.integers(0, 2), st.integers(0, 2), st.integers(1, 90 * 24)),
+        min_size=1,
+        max_size=8,
+    ),
+    sales=st.lists(st.tuples(st.integers(0, 2), st.integers(0, 10**7)), min_size=1, max_size=4),
+)
+def test_replaying_twice_is_a_no_op(
+    session: Session,
+    settings: Settings,
+    model: str,
+    clicks: list[tuple[int, int, int]],
+    sales: list[tuple[int, int]],
+) -> None:
+    """Any history, any model: the second replay changes nothing, and every event's rows sum
+    exactly to its amount."""
+    with session.begin_nested() as nested:
+        program = make_program(session)
+        partners = [make_partner(session, program=program) for _ in range(3)]
+        for partner_index, customer, hours_ago in clicks:
+            touch(session, partners[partner_index], f"c{customer}", T0 - timedelta(hours=hours_ago))
+        events = [
+            record(session, settings, program, "sale", customer_id=f"c{customer}", amount=amount)
+            for customer, amount in sales
+        ]
+        replay(session, program.id, model=model, dry_run=False)
+        second = replay(session, program.id, model=model, dry_run=False)
+        assert second.changed_events == 0
+        for event in events:
+            assert sum(r[1] for r in rows(session, event.id)) in (0, event.amount)
+        nested.rollback()
