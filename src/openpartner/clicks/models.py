@@ -17,7 +17,6 @@ class Click(Base):
 
     __tablename__ = "clicks"
     __table_args__ = (
-        sa.Index("ix_clicks_link_id_ip_hash_clicked_at", "link_id", "ip_hash", "clicked_at"),
         # Duplicate detection looks up the latest click of a visitor on a link at every flush.
         sa.Index(
             "ix_clicks_link_id_visitor_hash_clicked_at", "link_id", "visitor_hash", "clicked_at"

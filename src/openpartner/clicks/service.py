@@ -60,16 +60,7 @@ class ClickRecord(NamedTuple):
 
 
 COLUMNS = (*ClickRecord._fields, "duplicate", "velocity", "revoked")
-TEXT_LIMITS = {
-    "user_agent": 512,
-    "referer": 2048,
-    "landing_url": 2048,
-    "utm_source": 255,
-    "utm_medium": 255,
-    "utm_campaign": 255,
-    "utm_term": 255,
-    "utm_content": 255,
-}
+_COPY_TYPES = ["text"] * 4 + ["timestamptz"] + ["text"] * 12 + ["bool"] * 4
 
 
 def clean_text(value: str | None, limit: int) -> str | None:
@@ -208,13 +199,23 @@ def _latest_clicks(
     return list(session.execute(stmt).one())
 
 
-def _minute(value: datetime) -> datetime:
-    return value.replace(second=0, microsecond=0)
+def _minutes(chunk: list[ClickRecord]) -> list[datetime]:
+    """The clock minute of each click (the chunk is in time order, so most are a comparison)."""
+    minutes: list[datetime] = []
+    current = end = chunk[0].clicked_at
+    for r in chunk:
+        if r.clicked_at >= end or not minutes:
+            current = r.clicked_at.replace(second=0, microsecond=0)
+            end = current + timedelta(minutes=1)
+        minutes.append(current)
+    return minutes
 
 
 def _velocity(session: Session, chunk: list[ClickRecord], limits: dict[str, int]) -> set[str]:
     """Ids of clicks beyond the program's limit for their (link, IP hash, clock minute)."""
-    counts = Counter((r.link_id, r.ip_hash, _minute(r.clicked_at)) for r in chunk)
+    minutes = _minutes(chunk)
+    links, ips = [r.link_id for r in chunk], [r.ip_hash for r in chunk]
+    counts = Counter(zip(links, ips, minutes, strict=True))
     keys = list(counts)
     insert: Any = (
         postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
@@ -234,8 +235,8 @@ def _velocity(session: Session, chunk: list[ClickRecord], limits: dict[str, int]
     # The upsert is atomic, so the clicks before this chunk are the new total minus ours.
     seen = {key: total - counts[key] for key, total in zip(keys, totals, strict=True)}
     flagged: set[str] = set()
-    for r in chunk:
-        key = (r.link_id, r.ip_hash, _minute(r.clicked_at))
+    for r, minute in zip(chunk, minutes, strict=True):
+        key = (r.link_id, r.ip_hash, minute)
         seen[key] += 1
         if seen[key] > limits.get(r.program_id, DEFAULT_VELOCITY_LIMIT):
             flagged.add(r.id)
@@ -252,6 +253,7 @@ def _insert(session: Session, rows: Iterable[tuple[Any, ...]]) -> None:
             driver.cursor() as cursor,
             cursor.copy(f"COPY clicks ({', '.join(COLUMNS)}) FROM STDIN") as copy,
         ):
+            copy.set_types(_COPY_TYPES)  # no per-value adapter look-up
             for row in rows:
                 copy.write_row(row)
         return

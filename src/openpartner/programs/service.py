@@ -11,6 +11,7 @@ from openpartner.core.money import normalize_currency
 from openpartner.core.urls import normalize_domain, normalize_origin, validate_destination
 from openpartner.programs.models import Program
 from openpartner.programs.schemas import ProgramCreate, ProgramUpdate
+from openpartner.router.invalidation import program_changed
 
 
 def get_program(session: Session, principal: Principal, program_id: str) -> Program:
@@ -72,6 +73,7 @@ def update_program(
         if value is not None:
             setattr(program, name, value)
     session.flush()
+    program_changed(session, program.id)
     return program
 
 
@@ -79,6 +81,7 @@ def archive_program(session: Session, principal: Principal, program_id: str) -> 
     program = get_program(session, principal, program_id)
     program.archived = True
     session.flush()
+    program_changed(session, program.id)
     return program
 
 

@@ -52,11 +52,6 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("clicks", schema=None) as batch_op:
         batch_op.create_index(
-            "ix_clicks_link_id_ip_hash_clicked_at",
-            ["link_id", "ip_hash", "clicked_at"],
-            unique=False,
-        )
-        batch_op.create_index(
             "ix_clicks_link_id_visitor_hash_clicked_at",
             ["link_id", "visitor_hash", "clicked_at"],
             unique=False,
@@ -103,7 +98,6 @@ def downgrade() -> None:
         batch_op.drop_index("ix_clicks_program_id_clicked_at")
         batch_op.drop_index("ix_clicks_partner_id_clicked_at")
         batch_op.drop_index("ix_clicks_link_id_visitor_hash_clicked_at")
-        batch_op.drop_index("ix_clicks_link_id_ip_hash_clicked_at")
 
     op.drop_table("clicks")
     # ### end Alembic commands ###
