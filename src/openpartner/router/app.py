@@ -12,6 +12,7 @@ import contextlib
 import gc
 import logging
 import time
+from collections.abc import Awaitable, Callable, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import parse_qsl
@@ -41,7 +42,10 @@ from openpartner.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 
-Scope = dict[str, Any]
+# The ASGI callable's types, spelled out so the router depends on no framework.
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 Headers = list[tuple[bytes, bytes]]
 UTM_FIELDS = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content")
 # The redirect itself must never be cached (each visit is a new click) and must not hand the
@@ -130,7 +134,7 @@ class RouterApp:
         self._cache_stale = False
         self._stopping = asyncio.Event()
 
-    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             await self.handle(scope, send)
         elif scope["type"] == "lifespan":
@@ -138,7 +142,7 @@ class RouterApp:
 
     # --- requests -----------------------------------------------------------------------
 
-    async def handle(self, scope: Scope, send: Any) -> None:
+    async def handle(self, scope: Scope, send: Send) -> None:
         method = scope["method"]
         if method != "GET" and method != "HEAD":
             body = b"Method not allowed\n"
@@ -244,7 +248,7 @@ class RouterApp:
             return await self.redis_limiter.hit(ip_hash)
         return 0
 
-    async def _not_a_link(self, path: str, method: str, send: Any) -> None:
+    async def _not_a_link(self, path: str, method: str, send: Send) -> None:
         if path == "/health":
             self.stats.buffer_depth = len(self.recorder.buffer)
             ready = self.cache.loaded
@@ -267,7 +271,7 @@ class RouterApp:
 
     # --- lifespan -----------------------------------------------------------------------
 
-    async def lifespan(self, receive: Any, send: Any) -> None:
+    async def lifespan(self, receive: Receive, send: Send) -> None:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
@@ -367,7 +371,7 @@ def _country(raw: bytes | None) -> str | None:
     return value.decode() if len(value) == 2 and value.isalpha() else None
 
 
-async def _respond(send: Any, status: int, headers: Headers, body: bytes, method: str) -> None:
+async def _respond(send: Send, status: int, headers: Headers, body: bytes, method: str) -> None:
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": b"" if method == "HEAD" else body})
 
