@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import TYPE_CHECKING
 
-import redis.asyncio as redis
-from redis.exceptions import RedisError
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
 
 log = logging.getLogger(__name__)
 
@@ -41,9 +42,16 @@ class LocalLimiter:
 
 class RedisLimiter:
     def __init__(self, url: str, limit: int, window: int) -> None:
+        # Imported only when configured: it adds a second to every router start.
+        import redis.asyncio
+        from redis.exceptions import RedisError
+
+        self.errors = (RedisError, OSError)
         self.limit = limit
         self.window = window
-        self.client = redis.Redis.from_url(url, socket_timeout=0.25, socket_connect_timeout=0.25)
+        self.client: Redis = redis.asyncio.Redis.from_url(
+            url, socket_timeout=0.25, socket_connect_timeout=0.25
+        )
         self.fallback = LocalLimiter(limit, window)
         self._warned = 0.0
 
@@ -56,7 +64,7 @@ class RedisLimiter:
                 pipe.incr(name)
                 pipe.expire(name, self.window + 1)
                 count, _ = await pipe.execute()
-        except (RedisError, OSError) as exc:
+        except self.errors as exc:
             if now - self._warned > 60:
                 log.warning("redis unavailable (%s); per-IP cap is per process meanwhile", exc)
                 self._warned = now
