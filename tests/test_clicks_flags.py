@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from openpartner.clicks.flags import is_bot
 from openpartner.clicks.models import Click
-from openpartner.clicks.service import ClickRecord, record_clicks
+from openpartner.clicks.writer import ClickRecord, record_clicks
 from openpartner.core.ids import new_id
 from openpartner.core.time import clock
 from openpartner.links.models import Link

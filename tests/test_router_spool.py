@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from openpartner.clicks.service import ClickRecord, record_clicks
+from openpartner.clicks.writer import ClickRecord, record_clicks
 from openpartner.core.ids import new_id
 from openpartner.router.app import router_engine
 from openpartner.router.recorder import Recorder, RouterStats

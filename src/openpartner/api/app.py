@@ -11,6 +11,7 @@ from openpartner import __version__
 from openpartner.accounts.api import router as api_keys_router
 from openpartner.api import errors
 from openpartner.api.limits import BodyLimit
+from openpartner.clicks.api import router as clicks_router
 from openpartner.db.session import session_factory
 from openpartner.links.api import router as links_router
 from openpartner.partners.api import router as partners_router
@@ -37,7 +38,7 @@ def create_app(
     app.state.settings = settings
     app.state.sessionmaker = sessions or session_factory()
     errors.install(app)
-    for router in (programs_router, partners_router, links_router, api_keys_router):
+    for router in (programs_router, partners_router, links_router, api_keys_router, clicks_router):
         app.include_router(router)
 
     @app.get("/health", tags=["operations"])

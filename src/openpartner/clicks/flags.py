@@ -1,7 +1,7 @@
 """Quality flags that depend on the click alone (no I/O): bots and link previews.
 
 The flags that need history (duplicate, velocity, revoked) are computed at write time against
-the database in :mod:`openpartner.clicks.service`, so they hold across router processes.
+the database in :mod:`openpartner.clicks.writer`, so they hold across router processes.
 """
 
 from __future__ import annotations

@@ -1,263 +1,100 @@
-"""Writing clicks: the history-dependent flags are computed here, at write time, against the
-database, so they hold however many router processes feed it.
-
-``record_clicks`` is called by the router's flusher (a batch every flush interval, or a spool
-segment on replay) and by ``POST /v1/clicks`` (a batch of one). Writers are serialized — an
-advisory lock on PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite — so two processes flushing clicks of
-the same visitor at the same moment still flag exactly one of them as the original.
-"""
+"""The no-redirect flow: a merchant's site reports a partner visit it received itself."""
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
-from datetime import datetime, timedelta
-from operator import attrgetter
-from typing import Any, NamedTuple
+import ipaddress
+from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from openpartner.clicks.models import Click, ClickRateWindow
-from openpartner.db.base import UTCDateTime
-from openpartner.partners.models import Partner
+from openpartner.accounts.origins import check_origin
+from openpartner.accounts.scopes import Principal
+from openpartner.clicks.flags import is_bot
+from openpartner.clicks.schemas import ClickCreate
+from openpartner.clicks.writer import ClickRecord, clean_text, record_clicks, utm_fields
+from openpartner.core.errors import Gone, NotFound, ValidationFailed
+from openpartner.core.ids import new_id
+from openpartner.core.time import utc_now
+from openpartner.links.models import Link
 from openpartner.programs.models import Program
-
-DUPLICATE_WINDOW = timedelta(hours=1)
-RATE_WINDOW_RETENTION = timedelta(days=1)
-DEFAULT_VELOCITY_LIMIT = 20
-# A chunk is written and then visible to the next chunk's look-ups inside the same transaction,
-# so a long spool replay is flagged as if its clicks had arrived one by one.
-CHUNK_MAX_CLICKS = 2000
-CHUNK_MAX_SPAN = timedelta(minutes=1)
-CONCURRENT_SLACK = timedelta(minutes=1)
-_PAIRS_PER_QUERY = 400
-_WRITER_LOCK = 0x6F705F636C6B  # "op_clk": the PostgreSQL advisory lock serializing writers
+from openpartner.router.target import MAX_COOKIE_DAYS, cookie_header
+from openpartner.secrets import keyed_hash
 
 
-class ClickRecord(NamedTuple):
-    """A click as the router (or the API) captured it, before the history-dependent flags."""
-
-    id: str
-    link_id: str
-    partner_id: str
-    program_id: str
-    clicked_at: datetime
-    ip_hash: str
-    visitor_hash: str
-    user_agent: str | None
-    referer: str | None
-    landing_url: str | None
-    utm_source: str | None
-    utm_medium: str | None
-    utm_campaign: str | None
-    utm_term: str | None
-    utm_content: str | None
-    country: str | None
-    source: str
-    bot: bool
-
-
-COLUMNS = (*ClickRecord._fields, "duplicate", "velocity", "revoked")
-_COPY_TYPES = ["text"] * 4 + ["timestamptz"] + ["text"] * 12 + ["bool"] * 4
-
-
-def clean_text(value: str | None, limit: int) -> str | None:
-    """Fit a client-supplied string to its column. A NUL or an over-long value would make the
-    whole batch fail to write, so it is stripped or cut here, when the click is captured."""
-    if not value:
-        return None
-    if "\x00" in value:
-        value = value.replace("\x00", "")
-    return value[:limit] or None
-
-
-def record_clicks(
-    session: Session, records: Sequence[ClickRecord], *, skip_existing: bool = False
-) -> int:
-    """Flag and insert ``records``; returns how many rows were written.
-
-    ``skip_existing`` (spool replays) drops records whose id is already stored: a batch whose
-    commit was in flight when the connection broke may or may not have landed, and replaying it
-    must not write it twice.
-    """
-    if not records:
-        return 0
-    _serialize_writers(session)
-    if skip_existing:
-        records = _not_yet_stored(session, records)
-    ordered = sorted(records, key=attrgetter("clicked_at"))
-    revoked = set(
-        session.scalars(
-            sa.select(Partner.id).where(
-                Partner.id.in_({r.partner_id for r in ordered}), Partner.status != "active"
+def register_click(
+    session: Session,
+    principal: Principal,
+    data: ClickCreate,
+    *,
+    origin: str | None,
+    client_ip: str,
+    client_user_agent: str | None,
+) -> dict[str, Any]:
+    """Record a click for ``data.link_key`` (flags computed like the router's) and return the
+    click id with the first-party cookie to set."""
+    link = session.scalar(sa.select(Link).where(Link.key == data.link_key))
+    if link is None:
+        raise NotFound(f"No link with key {data.link_key!r}.")
+    principal.check_program(link.program_id)
+    principal.check_partner(link.partner_id)
+    program = session.get_one(Program, link.program_id)
+    check_origin(principal, program, origin)
+    if link.archived or program.archived:
+        raise Gone("This link is no longer active.", code="link_archived")
+    if principal.kind == "publishable":
+        if data.ip is not None or data.user_agent is not None:
+            raise ValidationFailed(
+                "Only secret keys may report a visitor's IP or user agent.",
+                code="visitor_fields_server_only",
             )
-        )
+        ip, user_agent = client_ip, client_user_agent
+    else:
+        ip = _valid_ip(data.ip) if data.ip is not None else client_ip
+        user_agent = data.user_agent if data.user_agent is not None else client_user_agent
+    landing = clean_text(data.landing_url, 2048)
+    click_id = new_id("clk")
+    record = ClickRecord(
+        click_id,
+        link.id,
+        link.partner_id,
+        link.program_id,
+        utc_now(),
+        keyed_hash(ip, purpose="ip"),
+        keyed_hash(f"{ip}\n{user_agent or ''}", purpose="visitor"),
+        clean_text(user_agent, 512),
+        clean_text(data.referer, 2048),
+        landing,
+        *utm_fields(landing.partition("?")[2] if landing else ""),
+        data.country.upper() if data.country else None,
+        "api",
+        is_bot(user_agent),
     )
-    limits: dict[str, int] = dict(
-        session.execute(
-            sa.select(Program.id, Program.velocity_limit_per_minute).where(
-                Program.id.in_({r.program_id for r in ordered})
-            )
-        ).all()
-    )
-    for chunk in _chunks(ordered):
-        duplicate = _duplicates(session, chunk)
-        velocity = _velocity(session, chunk, limits)
-        rows = [(*r, r.id in duplicate, r.id in velocity, r.partner_id in revoked) for r in chunk]
-        _insert(session, rows)
-    return len(ordered)
+    record_clicks(session, [record])
+    days = min(program.cookie_lifetime_days, MAX_COOKIE_DAYS)
+    return {
+        "click_id": click_id,
+        "link_id": link.id,
+        "partner_id": link.partner_id,
+        "program_id": link.program_id,
+        "cookie": {
+            "name": program.cookie_name,
+            "value": click_id,
+            "domain": program.cookie_domain,
+            "path": "/",
+            "max_age": days * 86400,
+            "secure": True,
+            "http_only": True,
+            "same_site": "Lax",
+        },
+        "set_cookie": cookie_header(
+            program.cookie_name, click_id, domain=program.cookie_domain, max_age_days=days
+        ),
+    }
 
 
-def prune_rate_windows(session: Session, now: datetime) -> None:
-    session.execute(
-        sa.delete(ClickRateWindow).where(ClickRateWindow.window_start < now - RATE_WINDOW_RETENTION)
-    )
-
-
-def _serialize_writers(session: Session) -> None:
-    # SQLite already serializes writers (every transaction is BEGIN IMMEDIATE). On PostgreSQL
-    # the look-ups below must not interleave with another router's insert of the same visitor.
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(sa.select(sa.func.pg_advisory_xact_lock(_WRITER_LOCK)))
-
-
-def _not_yet_stored(session: Session, records: Sequence[ClickRecord]) -> list[ClickRecord]:
-    stored: set[str] = set()
-    for start in range(0, len(records), 1000):
-        ids = [r.id for r in records[start : start + 1000]]
-        stored.update(session.scalars(sa.select(Click.id).where(Click.id.in_(ids))))
-    return [r for r in records if r.id not in stored]
-
-
-def _chunks(ordered: list[ClickRecord]) -> Iterator[list[ClickRecord]]:
-    chunk: list[ClickRecord] = []
-    for record in ordered:
-        if chunk and (
-            len(chunk) >= CHUNK_MAX_CLICKS
-            or record.clicked_at - chunk[0].clicked_at > CHUNK_MAX_SPAN
-        ):
-            yield chunk
-            chunk = []
-        chunk.append(record)
-    if chunk:
-        yield chunk
-
-
-def _duplicates(session: Session, chunk: list[ClickRecord]) -> set[str]:
-    """Ids of clicks whose visitor already clicked the same link within the hour before, or
-    within this flush window through another router process."""
-    lo = chunk[0].clicked_at - DUPLICATE_WINDOW
-    # Look a little past the chunk too: another router may have flushed a click of the same
-    # visitor stamped moments after ours (a minute is far more than any flush lag).
-    hi = chunk[-1].clicked_at + CONCURRENT_SLACK
-    pairs = list(dict.fromkeys((r.link_id, r.visitor_hash) for r in chunk))
-    last: dict[tuple[str, str], datetime] = {}
-    for start in range(0, len(pairs), _PAIRS_PER_QUERY):
-        part = pairs[start : start + _PAIRS_PER_QUERY]
-        for pair, latest in zip(part, _latest_clicks(session, part, lo, hi), strict=True):
-            if latest is not None:
-                last[pair] = latest
-    duplicate: set[str] = set()
-    for r in chunk:
-        pair = (r.link_id, r.visitor_hash)
-        previous = last.get(pair)
-        # ``previous`` may be later than this click when another router wrote it meanwhile;
-        # then this one is the duplicate, so a visitor-hour still has one unflagged click.
-        if previous is not None and r.clicked_at - previous < DUPLICATE_WINDOW:
-            duplicate.add(r.id)
-        if previous is None or r.clicked_at > previous:
-            last[pair] = r.clicked_at
-    return duplicate
-
-
-def _latest_clicks(
-    session: Session, pairs: list[tuple[str, str]], lo: datetime, hi: datetime
-) -> list[datetime | None]:
-    # One scalar subquery per (link, visitor): each is a single backward seek on
-    # ix_clicks_link_id_visitor_hash_clicked_at, however many clicks a heavy visitor has.
-    # (GROUP BY over the window would read every one of them.)
-    # Only integer indexes are interpolated; every value is a bound parameter.
-    columns = ", ".join(
-        f"(SELECT max(clicked_at) FROM clicks WHERE link_id = :l{i} AND visitor_hash = :v{i}"  # noqa: S608
-        f" AND clicked_at >= :lo AND clicked_at <= :hi) AS m{i}"
-        for i in range(len(pairs))
-    )
-    params: list[sa.BindParameter[Any]] = [
-        sa.bindparam("lo", lo, type_=UTCDateTime()),
-        sa.bindparam("hi", hi, type_=UTCDateTime()),
-    ]
-    for i, (link_id, visitor_hash) in enumerate(pairs):
-        params.append(sa.bindparam(f"l{i}", link_id))
-        params.append(sa.bindparam(f"v{i}", visitor_hash))
-    stmt = (
-        sa.text(f"SELECT {columns}")
-        .bindparams(*params)
-        .columns(*[sa.column(f"m{i}", UTCDateTime()) for i in range(len(pairs))])
-    )
-    return list(session.execute(stmt).one())
-
-
-def _minutes(chunk: list[ClickRecord]) -> list[datetime]:
-    """The clock minute of each click (the chunk is in time order, so most are a comparison)."""
-    minutes: list[datetime] = []
-    current = end = chunk[0].clicked_at
-    for r in chunk:
-        if r.clicked_at >= end or not minutes:
-            current = r.clicked_at.replace(second=0, microsecond=0)
-            end = current + timedelta(minutes=1)
-        minutes.append(current)
-    return minutes
-
-
-def _velocity(session: Session, chunk: list[ClickRecord], limits: dict[str, int]) -> set[str]:
-    """Ids of clicks beyond the program's limit for their (link, IP hash, clock minute)."""
-    minutes = _minutes(chunk)
-    links, ips = [r.link_id for r in chunk], [r.ip_hash for r in chunk]
-    counts = Counter(zip(links, ips, minutes, strict=True))
-    keys = list(counts)
-    insert: Any = (
-        postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    )
-    stmt = insert(ClickRateWindow)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["link_id", "ip_hash", "window_start"],
-        set_={"clicks": ClickRateWindow.clicks + stmt.excluded.clicks},
-    ).returning(ClickRateWindow.clicks, sort_by_parameter_order=True)
-    totals = session.scalars(
-        stmt,
-        [
-            {"link_id": key[0], "ip_hash": key[1], "window_start": key[2], "clicks": counts[key]}
-            for key in keys
-        ],
-    ).all()
-    # The upsert is atomic, so the clicks before this chunk are the new total minus ours.
-    seen = {key: total - counts[key] for key, total in zip(keys, totals, strict=True)}
-    flagged: set[str] = set()
-    for r, minute in zip(chunk, minutes, strict=True):
-        key = (r.link_id, r.ip_hash, minute)
-        seen[key] += 1
-        if seen[key] > limits.get(r.program_id, DEFAULT_VELOCITY_LIMIT):
-            flagged.add(r.id)
-    return flagged
-
-
-def _insert(session: Session, rows: Iterable[tuple[Any, ...]]) -> None:
-    connection = session.connection()
-    if connection.dialect.name == "postgresql":
-        # COPY: one round trip and no per-row statement, the cheapest way in.
-        driver = connection.connection.driver_connection
-        assert driver is not None
-        with (
-            driver.cursor() as cursor,
-            cursor.copy(f"COPY clicks ({', '.join(COLUMNS)}) FROM STDIN") as copy,
-        ):
-            copy.set_types(_COPY_TYPES)  # no per-value adapter look-up
-            for row in rows:
-                copy.write_row(row)
-        return
-    connection.execute(
-        sa.insert(Click.__table__),  # type: ignore[arg-type]
-        [dict(zip(COLUMNS, row, strict=True)) for row in rows],
-    )
+def _valid_ip(value: str) -> str:
+    try:
+        return str(ipaddress.ip_address(value.strip()))
+    except ValueError:
+        raise ValidationFailed(f"{value!r} is not an IP address.", code="invalid_ip") from None

@@ -15,14 +15,13 @@ import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
-from urllib.parse import parse_qsl
 
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import sessionmaker
 
 from openpartner.clicks.flags import is_bot
-from openpartner.clicks.service import ClickRecord, clean_text
+from openpartner.clicks.writer import NO_UTM, ClickRecord, Utm, clean_text, utm_fields
 from openpartner.core.ids import new_id
 from openpartner.core.time import utc_now
 from openpartner.db.engine import create_engine
@@ -47,7 +46,6 @@ Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 Headers = list[tuple[bytes, bytes]]
-UTM_FIELDS = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content")
 # The redirect itself must never be cached (each visit is a new click) and must not hand the
 # partner page's full URL to the destination's third parties.
 _REDIRECT_HEADERS: Headers = [
@@ -347,21 +345,10 @@ class RouterApp:
                 cache.prune(session)
 
 
-Utm = tuple[str | None, str | None, str | None, str | None, str | None]
-_NO_UTM: Utm = (None, None, None, None, None)
-
-
 def _utm(query_string: bytes) -> Utm:
     if not query_string or b"utm_" not in query_string:
-        return _NO_UTM
-    values: dict[str, str] = {}
-    for name, value in parse_qsl(query_string.decode("latin-1"), encoding="utf-8"):
-        if name in UTM_FIELDS and name not in values:
-            values[name] = value
-    source, medium, campaign, term, content = (
-        clean_text(values.get(name), 255) for name in UTM_FIELDS
-    )
-    return source, medium, campaign, term, content
+        return NO_UTM
+    return utm_fields(query_string.decode("latin-1"))
 
 
 def _country(raw: bytes | None) -> str | None:

@@ -2,7 +2,7 @@
 
 The request handler only appends to ``Recorder.buffer``. Every flush interval the event loop
 swaps the buffer out and hands the batch to the flush thread, which writes it in one
-transaction (``clicks.service.record_clicks``). When the database is unreachable the batch goes to
+transaction (``clicks.writer.record_clicks``). When the database is unreachable the batch goes to
 the on-disk spool instead, and so does every later batch until the spool has been replayed in
 order, so clicks reach the table in the order they were taken.
 
@@ -25,7 +25,7 @@ import psycopg
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
-from openpartner.clicks.service import ClickRecord, prune_rate_windows, record_clicks
+from openpartner.clicks.writer import ClickRecord, prune_rate_windows, record_clicks
 from openpartner.core.time import utc_now
 from openpartner.router.spool import Spool, encode
 

@@ -22,7 +22,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO
 
-from openpartner.clicks.service import ClickRecord
+from openpartner.clicks.writer import ClickRecord
 
 log = logging.getLogger(__name__)
 
