@@ -1,0 +1,1 @@
+"""Integrations with the systems around OpenPartner: merchant web frameworks, payment providers."""
