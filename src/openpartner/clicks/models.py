@@ -79,5 +79,6 @@ class ClickRateWindow(Base):
 
     link_id: Mapped[str] = mapped_column(IdType, primary_key=True)
     ip_hash: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
-    window_start: Mapped[datetime] = mapped_column(primary_key=True)
+    minute: Mapped[int] = mapped_column(sa.BigInteger(), primary_key=True)
+    """Minutes since the Unix epoch (UTC): the clock minute counted."""
     clicks: Mapped[int] = mapped_column(default=0)

@@ -17,11 +17,10 @@ from typing import Any, NamedTuple
 from urllib.parse import parse_qsl
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from openpartner.clicks.history import add_to_windows, latest_clicks
 from openpartner.clicks.models import Click, ClickRateWindow
-from openpartner.db.base import UTCDateTime
 from openpartner.partners.models import Partner
 from openpartner.programs.models import Program
 
@@ -33,7 +32,6 @@ DEFAULT_VELOCITY_LIMIT = 20
 CHUNK_MAX_CLICKS = 2000
 CHUNK_MAX_SPAN = timedelta(minutes=1)
 CONCURRENT_SLACK = timedelta(minutes=1)
-_PAIRS_PER_QUERY = 400
 _WRITER_LOCK = 0x6F705F636C6B  # "op_clk": the PostgreSQL advisory lock serializing writers
 
 
@@ -134,9 +132,8 @@ def record_clicks(
 
 
 def prune_rate_windows(session: Session, now: datetime) -> None:
-    session.execute(
-        sa.delete(ClickRateWindow).where(ClickRateWindow.window_start < now - RATE_WINDOW_RETENTION)
-    )
+    oldest = int((now - RATE_WINDOW_RETENTION).timestamp()) // 60
+    session.execute(sa.delete(ClickRateWindow).where(ClickRateWindow.minute < oldest))
 
 
 def _serialize_writers(session: Session) -> None:
@@ -183,12 +180,11 @@ def _duplicates(session: Session, chunk: list[ClickRecord]) -> list[bool]:
     hi = chunk[-1].clicked_at + CONCURRENT_SLACK
     pairs = list(zip([r.link_id for r in chunk], [r.visitor_hash for r in chunk], strict=True))
     distinct = list(dict.fromkeys(pairs))
-    last: dict[tuple[str, str], datetime] = {}
-    for start in range(0, len(distinct), _PAIRS_PER_QUERY):
-        part = distinct[start : start + _PAIRS_PER_QUERY]
-        for pair, latest in zip(part, _latest_clicks(session, part, lo, hi), strict=True):
-            if latest is not None:
-                last[pair] = latest
+    last: dict[tuple[str, str], datetime] = {
+        pair: latest
+        for pair, latest in zip(distinct, latest_clicks(session, distinct, lo, hi), strict=True)
+        if latest is not None
+    }
     window = DUPLICATE_WINDOW
     flags = []
     for pair, at in zip(pairs, [r.clicked_at for r in chunk], strict=True):
@@ -205,43 +201,9 @@ def _duplicates(session: Session, chunk: list[ClickRecord]) -> list[bool]:
     return flags
 
 
-def _latest_clicks(
-    session: Session, pairs: list[tuple[str, str]], lo: datetime, hi: datetime
-) -> list[datetime | None]:
-    # One scalar subquery per (link, visitor): each is a single backward seek on
-    # ix_clicks_link_id_visitor_hash_clicked_at, however many clicks a heavy visitor has.
-    # (GROUP BY over the window would read every one of them.)
-    # Only integer indexes are interpolated; every value is a bound parameter.
-    columns = ", ".join(
-        f"(SELECT max(clicked_at) FROM clicks WHERE link_id = :l{i} AND visitor_hash = :v{i}"  # noqa: S608
-        f" AND clicked_at >= :lo AND clicked_at <= :hi) AS m{i}"
-        for i in range(len(pairs))
-    )
-    params: list[sa.BindParameter[Any]] = [
-        sa.bindparam("lo", lo, type_=UTCDateTime()),
-        sa.bindparam("hi", hi, type_=UTCDateTime()),
-    ]
-    for i, (link_id, visitor_hash) in enumerate(pairs):
-        params.append(sa.bindparam(f"l{i}", link_id))
-        params.append(sa.bindparam(f"v{i}", visitor_hash))
-    stmt = (
-        sa.text(f"SELECT {columns}")
-        .bindparams(*params)
-        .columns(*[sa.column(f"m{i}", UTCDateTime()) for i in range(len(pairs))])
-    )
-    return list(session.execute(stmt).one())
-
-
-def _minutes(chunk: list[ClickRecord]) -> list[datetime]:
-    """The clock minute of each click (the chunk is in time order, so most are a comparison)."""
-    minutes: list[datetime] = []
-    current = end = chunk[0].clicked_at
-    for at in [r.clicked_at for r in chunk]:
-        if at >= end or not minutes:
-            current = at.replace(second=0, microsecond=0)
-            end = current + timedelta(minutes=1)
-        minutes.append(current)
-    return minutes
+def _minutes(chunk: list[ClickRecord]) -> list[int]:
+    """The clock minute (minutes since the epoch) of each click."""
+    return [int(at.timestamp()) // 60 for at in [r.clicked_at for r in chunk]]
 
 
 def _velocity(session: Session, chunk: list[ClickRecord], limits: dict[str, int]) -> list[bool]:
@@ -250,24 +212,8 @@ def _velocity(session: Session, chunk: list[ClickRecord], limits: dict[str, int]
         zip([r.link_id for r in chunk], [r.ip_hash for r in chunk], _minutes(chunk), strict=True)
     )
     counts = Counter(keys)
-    distinct = list(counts)
-    insert: Any = (
-        postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    )
-    stmt = insert(ClickRateWindow)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["link_id", "ip_hash", "window_start"],
-        set_={"clicks": ClickRateWindow.clicks + stmt.excluded.clicks},
-    ).returning(ClickRateWindow.clicks, sort_by_parameter_order=True)
-    totals = session.scalars(
-        stmt,
-        [
-            {"link_id": key[0], "ip_hash": key[1], "window_start": key[2], "clicks": counts[key]}
-            for key in distinct
-        ],
-    ).all()
-    # The upsert is atomic, so the clicks before this chunk are the new total minus ours.
-    seen = {key: total - counts[key] for key, total in zip(distinct, totals, strict=True)}
+    totals = add_to_windows(session, counts)
+    seen = {key: totals[key] - count for key, count in counts.items()}
     flags = []
     for key, program_id in zip(keys, [r.program_id for r in chunk], strict=True):
         count = seen[key] + 1

@@ -67,11 +67,9 @@ def upgrade() -> None:
         "click_rate_windows",
         sa.Column("link_id", sa.String(length=32), nullable=False),
         sa.Column("ip_hash", sa.String(length=64), nullable=False),
-        sa.Column("window_start", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("minute", sa.BigInteger(), nullable=False),
         sa.Column("clicks", sa.Integer(), nullable=False),
-        sa.PrimaryKeyConstraint(
-            "link_id", "ip_hash", "window_start", name=op.f("pk_click_rate_windows")
-        ),
+        sa.PrimaryKeyConstraint("link_id", "ip_hash", "minute", name=op.f("pk_click_rate_windows")),
     )
     op.create_table(
         "router_invalidations",
