@@ -65,8 +65,9 @@ class Result:
 def wrk(url: str, duration: int, connections: int) -> Result:
     # A browser user agent, and a Host on the program's cookie domain so the cookie is set too.
     headers = ["-H", f"User-Agent: {UA}", "-H", "Host: go.shop.example"]
+    script = ["-s", str(Path(__file__).with_name("visitors.lua"))]
     out = subprocess.run(
-        ["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency", *headers, url],
+        ["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency", *script, *headers, url],
         check=True,
         capture_output=True,
         text=True,

@@ -1,5 +1,6 @@
 """The two look-ups of click history a batch needs, one round trip each however many visitors
-it holds: the latest click of each (link, visitor), and the per-minute counts of each (link, IP).
+it holds: the latest click of each (link, visitor), and the clicks of each (link, IP) in a clock
+minute.
 
 The batch's keys travel as one JSON parameter, unpacked by the database (``json_to_recordset`` on
 PostgreSQL, ``json_each`` on SQLite): the statement text never changes, so neither SQLAlchemy nor
@@ -11,7 +12,6 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -35,18 +35,29 @@ SELECT k.i AS i, (
 FROM {keys}
 """
 
-_ROWS = {
-    "postgresql": "SELECT l, p, m, n FROM json_to_recordset(CAST(:rows AS json))"
-    " AS k(l text, p text, m bigint, n int)",
-    "sqlite": "SELECT json_extract(value, '$.l'), json_extract(value, '$.p'),"
-    " json_extract(value, '$.m'), json_extract(value, '$.n') FROM json_each(:rows) WHERE true",
+_MINUTE_KEYS = {
+    "postgresql": "json_to_recordset(CAST(:keys AS json)) AS k(i int, l text, p text, m bigint)",
+    "sqlite": "(SELECT json_extract(value, '$.i') AS i, json_extract(value, '$.l') AS l,"
+    " json_extract(value, '$.p') AS p, json_extract(value, '$.m') AS m"
+    " FROM json_each(:keys)) AS k",
 }
-# Atomic per row, so the total before this batch is the returned total minus the batch's count.
-_ADD = """
-INSERT INTO click_rate_windows (link_id, ip_hash, minute, clicks) {rows}
-ON CONFLICT (link_id, ip_hash, minute)
-DO UPDATE SET clicks = click_rate_windows.clicks + excluded.clicks
-RETURNING link_id, ip_hash, minute, clicks
+# The minute's bounds from its number. SQLite stores times as "YYYY-MM-DD HH:MM:SS.ffffff" text,
+# which compares correctly with datetime()'s shorter "YYYY-MM-DD HH:MM:SS".
+_MINUTE = {
+    "postgresql": ("to_timestamp(k.m * 60)", "to_timestamp(k.m * 60 + 60)"),
+    "sqlite": ("datetime(k.m * 60, 'unixepoch')", "datetime(k.m * 60 + 60, 'unixepoch')"),
+}
+# Counting stops at :cap (the limit + 1), so a flood costs a bounded scan of
+# ix_clicks_link_id_ip_hash_clicked_at, never a count of every click in the minute.
+_COUNT = """
+SELECT k.i AS i, (
+    SELECT count(*) FROM (
+        SELECT 1 FROM clicks AS c
+        WHERE c.link_id = k.l AND c.ip_hash = k.p AND c.clicked_at >= {lo} AND c.clicked_at < {hi}
+        LIMIT :cap
+    ) AS capped
+) AS n
+FROM {keys}
 """
 
 
@@ -75,13 +86,20 @@ def latest_clicks(
     return latest
 
 
-def add_to_windows(session: Session, counts: dict[tuple[str, str, int], int]) -> dict[Any, int]:
-    """Add ``counts`` to the (link_id, ip_hash, minute) windows; returns the new totals."""
-    if not counts:
-        return {}
+def clicks_in_minutes(session: Session, keys: list[tuple[str, str, int]], cap: int) -> list[int]:
+    """For each (link_id, ip_hash, minute since the epoch), how many clicks are stored in that
+    clock minute, counting no further than ``cap``."""
+    if not keys:
+        return []
     dialect = session.get_bind().dialect.name
-    rows = json.dumps(
-        [{"l": link, "p": ip, "m": minute, "n": n} for (link, ip, minute), n in counts.items()]
+    lo, hi = _MINUTE[dialect]
+    payload = json.dumps(
+        [{"i": i, "l": link, "p": ip, "m": minute} for i, (link, ip, minute) in enumerate(keys)]
     )
-    stmt = sa.text(_ADD.format(rows=_ROWS[dialect])).bindparams(sa.bindparam("rows", rows))
-    return {(link, ip, int(minute)): int(n) for link, ip, minute, n in session.execute(stmt).all()}
+    stmt = sa.text(_COUNT.format(keys=_MINUTE_KEYS[dialect], lo=lo, hi=hi)).bindparams(
+        sa.bindparam("keys", payload), sa.bindparam("cap", cap)
+    )
+    counts = [0] * len(keys)
+    for i, n in session.execute(stmt).all():
+        counts[i] = int(n)
+    return counts

@@ -17,6 +17,8 @@ class Click(Base):
 
     __tablename__ = "clicks"
     __table_args__ = (
+        # Velocity: the clicks of one IP hash on one link in a clock minute, at every flush.
+        sa.Index("ix_clicks_link_id_ip_hash_clicked_at", "link_id", "ip_hash", "clicked_at"),
         # Duplicate detection looks up the latest click of a visitor on a link at every flush.
         sa.Index(
             "ix_clicks_link_id_visitor_hash_clicked_at", "link_id", "visitor_hash", "clicked_at"
@@ -57,7 +59,7 @@ class Click(Base):
     """The same visitor clicked the same link less than an hour before."""
     velocity: Mapped[bool] = mapped_column(default=False)
     """More than the program's ``velocity_limit_per_minute`` clicks from this IP hash on this
-    link in the same clock minute; this click is one of the excess."""
+    link in the same clock minute (UTC); this click is one of the excess."""
     revoked: Mapped[bool] = mapped_column(default=False)
     """The partner was revoked when the click was written; it is never attributed."""
 
@@ -65,20 +67,3 @@ class Click(Base):
     def flagged(self) -> bool:
         """Flagged clicks redirect normally but never earn attribution."""
         return self.bot or self.duplicate or self.velocity or self.revoked
-
-
-class ClickRateWindow(Base):
-    """How many clicks one IP hash made on one link in one clock minute.
-
-    Kept so the velocity flag costs one upsert per (link, IP hash) at flush time instead of a
-    count over the clicks of the last minute, and so the count is shared by every router process.
-    Rows older than a day are pruned; they only matter for clicks still being written.
-    """
-
-    __tablename__ = "click_rate_windows"
-
-    link_id: Mapped[str] = mapped_column(IdType, primary_key=True)
-    ip_hash: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
-    minute: Mapped[int] = mapped_column(sa.BigInteger(), primary_key=True)
-    """Minutes since the Unix epoch (UTC): the clock minute counted."""
-    clicks: Mapped[int] = mapped_column(default=0)

@@ -9,7 +9,6 @@ the same visitor at the same moment still flag exactly one of them as the origin
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
 from operator import attrgetter
@@ -19,13 +18,12 @@ from urllib.parse import parse_qsl
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from openpartner.clicks.history import add_to_windows, latest_clicks
-from openpartner.clicks.models import Click, ClickRateWindow
+from openpartner.clicks.history import clicks_in_minutes, latest_clicks
+from openpartner.clicks.models import Click
 from openpartner.partners.models import Partner
 from openpartner.programs.models import Program
 
 DUPLICATE_WINDOW = timedelta(hours=1)
-RATE_WINDOW_RETENTION = timedelta(days=1)
 DEFAULT_VELOCITY_LIMIT = 20
 # A chunk is written and then visible to the next chunk's look-ups inside the same transaction,
 # so a long spool replay is flagged as if its clicks had arrived one by one.
@@ -131,11 +129,6 @@ def record_clicks(
     return len(ordered)
 
 
-def prune_rate_windows(session: Session, now: datetime) -> None:
-    oldest = int((now - RATE_WINDOW_RETENTION).timestamp()) // 60
-    session.execute(sa.delete(ClickRateWindow).where(ClickRateWindow.minute < oldest))
-
-
 def _serialize_writers(session: Session) -> None:
     # SQLite already serializes writers (every transaction is BEGIN IMMEDIATE). On PostgreSQL
     # the look-ups below must not interleave with another router's insert of the same visitor.
@@ -211,9 +204,9 @@ def _velocity(session: Session, chunk: list[ClickRecord], limits: dict[str, int]
     keys = list(
         zip([r.link_id for r in chunk], [r.ip_hash for r in chunk], _minutes(chunk), strict=True)
     )
-    counts = Counter(keys)
-    totals = add_to_windows(session, counts)
-    seen = {key: totals[key] - count for key, count in counts.items()}
+    distinct = list(dict.fromkeys(keys))
+    cap = max(limits.values(), default=DEFAULT_VELOCITY_LIMIT) + 1
+    seen = dict(zip(distinct, clicks_in_minutes(session, distinct, cap), strict=True))
     flags = []
     for key, program_id in zip(keys, [r.program_id for r in chunk], strict=True):
         count = seen[key] + 1

@@ -1,7 +1,7 @@
 """Imports every table so ``Base.metadata`` is complete (Alembic autogenerate, drift checks)."""
 
 from openpartner.accounts.models import ApiKey
-from openpartner.clicks.models import Click, ClickRateWindow
+from openpartner.clicks.models import Click
 from openpartner.db.base import Base
 from openpartner.links.models import Link
 from openpartner.partners.models import Partner
@@ -12,7 +12,6 @@ __all__ = [
     "ApiKey",
     "Base",
     "Click",
-    "ClickRateWindow",
     "Link",
     "Partner",
     "Program",

@@ -25,15 +25,13 @@ import psycopg
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
-from openpartner.clicks.writer import ClickRecord, prune_rate_windows, record_clicks
-from openpartner.core.time import utc_now
+from openpartner.clicks.writer import ClickRecord, record_clicks
 from openpartner.router.spool import Spool, encode
 
 log = logging.getLogger(__name__)
 
 PROBE_INTERVAL = 1.0
 DRAIN_BUDGET_SECONDS = 0.25
-PRUNE_INTERVAL = 60.0
 # Errors meaning "the database cannot be reached right now" (keep the clicks and retry), as
 # opposed to a click the database refuses (written alone, then set aside in the spool folder).
 UNAVAILABLE = (
@@ -89,7 +87,6 @@ class Recorder:
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._last_probe = 0.0
-        self._last_prune = 0.0
         self._last_spool_check = 0.0
         self._spool_dirty = True
 
@@ -142,7 +139,6 @@ class Recorder:
                 self._to_spool(batch)
         self._probe()
         self._drain()
-        self._prune()
         if batch:
             elapsed = (time.perf_counter() - started) * 1000
             self.stats.flushes += 1
@@ -230,16 +226,6 @@ class Recorder:
             self.spool.done(segment)
             self.stats.clicks_replayed += written
         self._refresh_spool_stats()
-
-    def _prune(self) -> None:
-        if not self.stats.database_up or time.monotonic() - self._last_prune < PRUNE_INTERVAL:
-            return
-        self._last_prune = time.monotonic()
-        try:
-            with self.sessions() as session, session.begin():
-                prune_rate_windows(session, utc_now())
-        except Exception as exc:
-            log.warning("pruning velocity windows failed: %s", exc)
 
     def _refresh_spool_stats(self) -> None:
         self.stats.spool_bytes = self.spool.size_bytes()
