@@ -62,10 +62,13 @@ class Result:
         return None if self.rows is None else max(0, self.requests - self.rows)
 
 
-def wrk(url: str, duration: int, connections: int) -> Result:
+VISITORS = Path(__file__).with_name("visitors.lua")
+
+
+def wrk(url: str, duration: int, connections: int, visitors: bool = True) -> Result:
     # A browser user agent, and a Host on the program's cookie domain so the cookie is set too.
     headers = ["-H", f"User-Agent: {UA}", "-H", "Host: go.shop.example"]
-    script = ["-s", str(Path(__file__).with_name("visitors.lua"))]
+    script = ["-s", str(VISITORS)] if visitors else []
     out = subprocess.run(
         ["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency", *script, *headers, url],
         check=True,
@@ -135,8 +138,8 @@ http {{
     try:
         url = f"http://127.0.0.1:{port}/{LINK_KEY}"
         wait_http(url)
-        wrk(url, 2, args.connections)
-        result = wrk(url, args.duration, args.connections)
+        wrk(url, 2, args.connections, args.visitors)
+        result = wrk(url, args.duration, args.connections, args.visitors)
     finally:
         proc.send_signal(signal.SIGQUIT)
         proc.wait(timeout=10)
@@ -200,8 +203,8 @@ def run_router(url: str, backend: str, workers: int, tmp: Path, args: argparse.N
     try:
         link = f"http://127.0.0.1:{port}/{LINK_KEY}"
         wait_http(f"http://127.0.0.1:{port}/health")
-        warm = wrk(link, 2, args.connections)
-        result = wrk(link, args.duration, args.connections)
+        warm = wrk(link, 2, args.connections, args.visitors)
+        result = wrk(link, args.duration, args.connections, args.visitors)
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)
@@ -221,6 +224,12 @@ def main() -> None:
     parser.add_argument("--backends", default="postgresql,sqlite")
     parser.add_argument("--workers", default="1,2")
     parser.add_argument("--output", type=Path)
+    parser.add_argument(
+        "--single-visitor",
+        dest="visitors",
+        action="store_false",
+        help="every request from the same client (plain wrk) instead of a new visitor each time",
+    )
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="openpartner-bench-"))
     results = [run_nginx(tmp, args)]
@@ -253,10 +262,13 @@ def main() -> None:
 
 def render(results: list[Result], args: argparse.Namespace) -> str:
     ceiling = results[0].rps
+    load = " / ".join(f"{x:.1f}" for x in os.getloadavg())
     lines = [
         f"Machine: {os.cpu_count()} CPUs ({platform.processor() or platform.machine()}), "
         f"{platform.system()} {platform.release()}; wrk -t2 -c{args.connections} "
-        f"-d{args.duration}s on the same machine.",
+        f"-d{args.duration}s on the same machine; "
+        + ("a new visitor per request" if args.visitors else "one visitor for every request")
+        + f"; load average after the run {load}.",
         "",
         "| configuration | requests/s | % of nginx | p50 ms | p99 ms | non-3xx | answered "
         "| rows written | clicks lost |",
