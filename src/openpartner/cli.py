@@ -1,5 +1,5 @@
-"""The `openpartner` command: `up` (everything, embedded default), `api`, `migrate`, `worker`,
-`keys`, `payouts`, `ledger`."""
+"""The `openpartner` command: `up` (everything, embedded default), `api`, `router`, `migrate`,
+`worker`, `keys`, `payouts`, `ledger`, `attribution`."""
 
 from __future__ import annotations
 
@@ -74,8 +74,25 @@ def api(host: str | None, port: int | None, workers: int | None) -> None:
     )
 
 
+@main.command()
+@click.option("--host", default=None, help="Bind address (ROUTER_HOST).")
+@click.option("--port", default=None, type=int, help="Port (ROUTER_PORT).")
+@click.option("--workers", default=None, type=int, help="Worker processes (ROUTER_WORKERS).")
+def router(host: str | None, port: int | None, workers: int | None) -> None:
+    """Serve the click router (partner links)."""
+    from openpartner.router.server import serve
+
+    settings = get_settings()
+    serve(
+        settings,
+        host=host or settings.router_host,
+        port=port or settings.router_port,
+        workers=workers or settings.router_workers,
+    )
+
+
 # Each entry is one long-running process `up` supervises; later parts add theirs here.
-UP_PROCESSES: list[list[str]] = [["api"], ["worker"]]
+UP_PROCESSES: list[list[str]] = [["api"], ["router"], ["worker"]]
 
 
 @main.command()
@@ -128,6 +145,7 @@ def up() -> None:
         for args in UP_PROCESSES
     ]
     click.echo(f"OpenPartner API on http://{settings.api_host}:{settings.api_port} (docs at /docs)")
+    click.echo(f"Click router on http://{settings.router_host}:{settings.router_port}/<link-key>")
 
     def stop(*_: object) -> None:
         for child in children:

@@ -33,6 +33,46 @@ class Settings(BaseSettings):
     router_host: str = "127.0.0.1"
     router_port: int = 8001
     router_workers: int = 1
+    router_flush_interval_ms: int = Field(
+        default=100, ge=5, le=100, description="Clicks are written at least this often."
+    )
+    router_cache_poll_ms: int = Field(
+        default=250, ge=20, le=1000, description="How often routers look for link changes."
+    )
+    router_cache_reload_seconds: int = Field(
+        default=300,
+        ge=10,
+        description="Full link-cache reload, the safety net for edits made outside the API.",
+    )
+    router_spool_dir: Path | None = Field(
+        default=None,
+        description="Where clicks wait while the database is unreachable. Empty: <data_dir>/spool.",
+    )
+    router_spool_max_bytes: int = Field(default=1024**3, ge=1024 * 1024)
+    router_buffer_max_clicks: int = Field(
+        default=1_000_000, ge=1000, description="Memory guard while a flush is stuck."
+    )
+    router_ip_rate_limit: int = Field(
+        default=600, ge=0, description="Hard cap: requests per client IP per window (0: off)."
+    )
+    router_ip_rate_window_seconds: int = Field(default=60, ge=1, le=3600)
+    router_trusted_proxies: str = Field(
+        default="127.0.0.1,::1",
+        description="Peers whose X-Forwarded-For is believed (comma-separated IPs).",
+    )
+    router_country_header: str = Field(
+        default="",
+        description="Request header carrying an ISO country code, e.g. "
+        "cf-ipcountry. Empty: country is not recorded.",
+    )
+    router_cookie_http_only: bool = True
+    router_insecure_localhost_cookies: bool = Field(
+        default=False,
+        description="Drop Secure on cookies for *.localhost hosts (plain-HTTP development only).",
+    )
+    redis_url: str = Field(
+        default="", description="When set, the router's per-IP cap is shared through Redis."
+    )
     max_body_bytes: int = Field(default=2 * 1024 * 1024, ge=1024)
     page_size_max: int = Field(default=200, ge=1)
     log_level: str = "info"

@@ -13,6 +13,7 @@ from openpartner.analytics.api import router as analytics_router
 from openpartner.api import errors
 from openpartner.api.limits import BodyLimit
 from openpartner.attribution.api import router as attribution_router
+from openpartner.clicks.api import router as clicks_router
 from openpartner.commissions.api import router as commissions_router
 from openpartner.coupons.api import router as coupons_router
 from openpartner.db.session import session_factory
@@ -60,6 +61,7 @@ def create_app(
         commissions_router,
         payouts_router,
         analytics_router,
+        clicks_router,
     ):
         app.include_router(router)
 

@@ -17,7 +17,12 @@ class Click(Base):
 
     __tablename__ = "clicks"
     __table_args__ = (
+        # Velocity: the clicks of one IP hash on one link in a clock minute, at every flush.
         sa.Index("ix_clicks_link_id_ip_hash_clicked_at", "link_id", "ip_hash", "clicked_at"),
+        # Duplicate detection looks up the latest click of a visitor on a link at every flush.
+        sa.Index(
+            "ix_clicks_link_id_visitor_hash_clicked_at", "link_id", "visitor_hash", "clicked_at"
+        ),
         sa.Index("ix_clicks_program_id_clicked_at", "program_id", "clicked_at"),
         sa.Index("ix_clicks_partner_id_clicked_at", "partner_id", "clicked_at"),
     )
@@ -30,13 +35,16 @@ class Click(Base):
     partner_id: Mapped[str] = mapped_column(IdType)
     program_id: Mapped[str] = mapped_column(IdType)
     clicked_at: Mapped[datetime]
+    """When the router answered (not when the row was written, which may be later)."""
     ip_hash: Mapped[str] = mapped_column(sa.String(64))
-    """HMAC-SHA-256 of the client IP under the server secret; never the raw IP."""
+    """``keyed_hash(ip, purpose="ip")``: HMAC-SHA-256 under the server secret; never the raw IP."""
     visitor_hash: Mapped[str] = mapped_column(sa.String(64))
-    """HMAC-SHA-256 of IP and user agent: "the same visitor" for duplicate detection."""
+    """``keyed_hash(ip + "\\n" + user_agent, purpose="visitor")``: "the same visitor" for
+    duplicate detection."""
     user_agent: Mapped[str | None] = mapped_column(sa.String(512))
     referer: Mapped[str | None] = mapped_column(sa.String(2048))
     landing_url: Mapped[str | None] = mapped_column(sa.String(2048))
+    """Where the visitor landed: the redirect target (router) or the merchant page (API)."""
     utm_source: Mapped[str | None] = mapped_column(sa.String(255))
     utm_medium: Mapped[str | None] = mapped_column(sa.String(255))
     utm_campaign: Mapped[str | None] = mapped_column(sa.String(255))
@@ -46,9 +54,14 @@ class Click(Base):
     source: Mapped[str] = mapped_column(sa.String(16), default="router")
     """``router`` (redirect) or ``api`` (no-redirect flow, ``POST /v1/clicks``)."""
     bot: Mapped[bool] = mapped_column(default=False)
+    """Known crawler or link-preview user agent, or none at all."""
     duplicate: Mapped[bool] = mapped_column(default=False)
+    """The same visitor clicked the same link less than an hour before."""
     velocity: Mapped[bool] = mapped_column(default=False)
+    """More than the program's ``velocity_limit_per_minute`` clicks from this IP hash on this
+    link in the same clock minute (UTC); this click is one of the excess."""
     revoked: Mapped[bool] = mapped_column(default=False)
+    """The partner was revoked when the click was written; it is never attributed."""
 
     @property
     def flagged(self) -> bool:

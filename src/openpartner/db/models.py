@@ -21,6 +21,7 @@ from openpartner.links.models import Link
 from openpartner.partners.models import Partner
 from openpartner.payouts.models import ConnectAccount, Payout, PayoutItem, PayoutRun
 from openpartner.programs.models import Program
+from openpartner.router.models import RouterInvalidation
 from openpartner.worker.models import Job
 
 __all__ = [
@@ -46,6 +47,7 @@ __all__ = [
     "PayoutRun",
     "Program",
     "PromotionCode",
+    "RouterInvalidation",
     "StripeEvent",
     "Touchpoint",
 ]

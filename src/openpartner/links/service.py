@@ -11,6 +11,7 @@ from openpartner.links.models import Link
 from openpartner.links.schemas import LinkCreate, LinkUpdate
 from openpartner.partners.service import get_partner
 from openpartner.programs.models import Program
+from openpartner.router.invalidation import link_changed
 
 # Paths the router serves itself; a link key must never shadow them.
 RESERVED_KEYS = frozenset({"health", "metrics", "favicon.ico", "robots.txt", "static", "v1"})
@@ -67,6 +68,7 @@ def create_link(session: Session, principal: Principal, data: LinkCreate) -> Lin
     )
     session.add(link)
     session.flush()
+    link_changed(session, link.id)
     return link
 
 
@@ -82,6 +84,7 @@ def update_link(session: Session, principal: Principal, link_id: str, data: Link
     if data.archived is not None:
         link.archived = data.archived
     session.flush()
+    link_changed(session, link.id)
     return link
 
 
@@ -89,4 +92,5 @@ def archive_link(session: Session, principal: Principal, link_id: str) -> Link:
     link = get_link(session, principal, link_id)
     link.archived = True
     session.flush()
+    link_changed(session, link.id)
     return link

@@ -14,6 +14,7 @@ from openpartner.core.time import utc_now
 from openpartner.core.urls import normalize_domain, normalize_origin, validate_destination
 from openpartner.programs.models import Program
 from openpartner.programs.schemas import ProgramCreate, ProgramUpdate
+from openpartner.router.invalidation import program_changed
 
 
 def get_program(session: Session, principal: Principal, program_id: str) -> Program:
@@ -113,6 +114,7 @@ def update_program(
             reason="updated",
         )
     session.flush()
+    program_changed(session, program.id)
     return program
 
 
@@ -120,6 +122,7 @@ def archive_program(session: Session, principal: Principal, program_id: str) -> 
     program = get_program(session, principal, program_id)
     program.archived = True
     session.flush()
+    program_changed(session, program.id)
     return program
 
 

@@ -1,0 +1,369 @@
+"""The click router: a raw ASGI app (no framework) serving ``GET|HEAD /{key}`` and ``/r/{key}``.
+
+A request does no I/O: the link comes from the in-process cache, the click goes into the
+recorder's buffer, and the answer is a ``302`` whose ``Location`` is two precompiled strings
+around a fresh click id. Everything that touches the database runs on worker threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import logging
+import sys
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import sessionmaker
+
+from openpartner.clicks.flags import is_bot
+from openpartner.clicks.writer import NO_UTM, ClickRecord, Utm, clean_text, utm_fields
+from openpartner.core.ids import new_id
+from openpartner.core.time import utc_now
+from openpartner.db.engine import create_engine
+from openpartner.router.cache import LinkCache, ProgramEntry
+from openpartner.router.limits import LocalLimiter, RedisLimiter
+from openpartner.router.recorder import Recorder, RouterStats, dumps_stats
+from openpartner.router.spool import Spool
+from openpartner.router.target import (
+    client_ip,
+    host_in_domain,
+    is_localhost,
+    parse_trusted,
+    request_host,
+)
+from openpartner.secrets import keyed_hash, server_secrets
+from openpartner.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+# The ASGI callable's types, spelled out so the router depends on no framework.
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+Headers = list[tuple[bytes, bytes]]
+# The redirect itself must never be cached (each visit is a new click) and must not hand the
+# partner page's full URL to the destination's third parties.
+_REDIRECT_HEADERS: Headers = [
+    (b"cache-control", b"no-store"),
+    (b"referrer-policy", b"strict-origin-when-cross-origin"),
+    (b"content-length", b"0"),
+]
+_ROBOTS = b"User-agent: *\nDisallow: /\n"
+
+
+def _page(status: int, title: str) -> tuple[int, Headers, bytes]:
+    body = (
+        f"<!doctype html><meta charset=utf-8><title>{title}</title>"
+        f"<h1>{title}</h1><p>This partner link is not available.</p>"
+    ).encode()
+    headers = [
+        (b"content-type", b"text/html; charset=utf-8"),
+        (b"cache-control", b"no-store"),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    return status, headers, body
+
+
+NOT_FOUND = _page(404, "Link not found")
+STARTING = (503, [(b"retry-after", b"1"), *_page(503, "Starting")[1]], _page(503, "Starting")[2])
+GONE = _page(410, "Link no longer active")
+
+
+def router_engine(settings: Settings) -> Engine:
+    url = settings.effective_database_url
+    if url.startswith("sqlite"):
+        engine = create_engine(url)
+
+        @event.listens_for(engine, "connect")
+        def _short_busy_wait(dbapi_connection: Any, _record: Any) -> None:
+            # A locked database should send clicks to the spool quickly, not stall a flush.
+            dbapi_connection.execute("PRAGMA busy_timeout=2000")
+
+        return engine
+    # Fail fast when the database is unreachable (the spool takes over), never hang a flush.
+    return create_engine(
+        url,
+        pool_size=2,
+        max_overflow=2,
+        connect_args={
+            "connect_timeout": 3,
+            "tcp_user_timeout": 5000,
+            "options": "-c lock_timeout=5000 -c statement_timeout=30000",
+        },
+    )
+
+
+class RouterApp:
+    def __init__(self, settings: Settings, *, engine: Engine | None = None) -> None:
+        self.settings = settings
+        self.engine = engine or router_engine(settings)
+        self.sessions = sessionmaker(bind=self.engine, expire_on_commit=False)
+        self.cache = LinkCache(http_only=settings.router_cookie_http_only)
+        self.stats = RouterStats()
+        spool_dir = settings.router_spool_dir or settings.data_dir / "spool"
+        self.recorder = Recorder(
+            self.sessions,
+            Spool(spool_dir, settings.router_spool_max_bytes),
+            self.stats,
+            interval=settings.router_flush_interval_ms / 1000,
+            buffer_max=settings.router_buffer_max_clicks,
+        )
+        self.secret = server_secrets(settings)[0]
+        self.trusted = parse_trusted(settings.router_trusted_proxies)
+        self.country_header = settings.router_country_header.strip().lower().encode()
+        self.insecure_localhost = settings.router_insecure_localhost_cookies
+        self._hosts: dict[bytes, str] = {}
+        limit, window = settings.router_ip_rate_limit, settings.router_ip_rate_window_seconds
+        self.local_limiter = (
+            LocalLimiter(limit, window) if limit and not settings.redis_url else None
+        )
+        self.redis_limiter = (
+            RedisLimiter(settings.redis_url, limit, window)
+            if limit and settings.redis_url
+            else None
+        )
+        self._cache_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="link-cache")
+        self._cache_task: asyncio.Task[None] | None = None
+        self._cache_stale = False
+        self._stopping = asyncio.Event()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            await self.handle(scope, send)
+        elif scope["type"] == "lifespan":
+            await self.lifespan(receive, send)
+
+    # --- requests -----------------------------------------------------------------------
+
+    async def handle(self, scope: Scope, send: Send) -> None:
+        method = scope["method"]
+        if method != "GET" and method != "HEAD":
+            body = b"Method not allowed\n"
+            headers = [(b"allow", b"GET, HEAD"), (b"content-length", str(len(body)).encode())]
+            await _respond(send, 405, headers, body, method)
+            return
+        path: str = scope["path"]
+        key = path[3:] if path.startswith("/r/") else path[1:]
+        if key.endswith("/"):
+            key = key[:-1]
+        entry = self.cache.links.get(key)
+        if entry is None:
+            if not self.cache.loaded and path != "/health":
+                await _respond(send, *STARTING, method)
+                return
+            await self._not_a_link(path, method, send)
+            return
+        if entry.gone:
+            await _respond(send, *GONE, method)
+            return
+
+        host = ua = referer = forwarded = country = None
+        country_header = self.country_header
+        for name, value in scope["headers"]:
+            if name == b"host":
+                host = value
+            elif name == b"user-agent":
+                ua = value
+            elif name == b"referer":
+                referer = value
+            elif name == b"x-forwarded-for":
+                forwarded = value
+            elif name == country_header:
+                country = value
+        peer = scope["client"][0] if scope.get("client") else ""
+        ip = client_ip(peer, forwarded, self.trusted)
+        ip_hash = keyed_hash(ip, purpose="ip", secret=self.secret)
+        if self.local_limiter is not None:
+            retry = self.local_limiter.hit(ip_hash)
+        elif self.redis_limiter is not None:
+            retry = await self.redis_limiter.hit(ip_hash)
+        else:
+            retry = 0
+        if retry:
+            headers = [
+                (b"retry-after", str(retry).encode()),
+                (b"cache-control", b"no-store"),
+                (b"content-length", b"18"),
+            ]
+            await _respond(send, 429, headers, b"Too many requests\n", method)
+            return
+        if method == "HEAD":
+            # A HEAD is a probe (link checkers, security scanners), never a visit: no click.
+            headers = [(b"location", entry.plain.encode()), *_REDIRECT_HEADERS]
+            await _respond(send, 302, headers, b"", method)
+            return
+
+        click_id = new_id("clk")
+        location = entry.prefix + click_id + entry.suffix
+        user_agent = ua.decode("utf-8", "replace") if ua else None
+        self.recorder.add(
+            ClickRecord(
+                click_id,
+                entry.id,
+                entry.partner_id,
+                entry.program_id,
+                utc_now(),
+                ip_hash,
+                keyed_hash(f"{ip}\n{user_agent or ''}", purpose="visitor", secret=self.secret),
+                clean_text(user_agent, 512),
+                clean_text(referer.decode("utf-8", "replace"), 2048) if referer else None,
+                location[:2048],
+                *_utm(scope["query_string"]),
+                _country(country),
+                "router",
+                is_bot(user_agent),
+            )
+        )
+        headers = [(b"location", location.encode()), *_REDIRECT_HEADERS]
+        program = entry.program
+        if program.cookie_domain is not None and host is not None:
+            cookie = self._cookie(program, host)
+            if cookie is not None:
+                head, tail = cookie
+                headers.append((b"set-cookie", (head + click_id + tail).encode()))
+        await send({"type": "http.response.start", "status": 302, "headers": headers})
+        await send({"type": "http.response.body", "body": b""})
+
+    def _cookie(self, program: ProgramEntry, raw_host: bytes) -> tuple[str, str] | None:
+        """The program's cookie when this router host may set it (the host is the program's
+        cookie domain or a subdomain of it), else None."""
+        host = self._hosts.get(raw_host)
+        if host is None:
+            if len(self._hosts) > 1024:
+                self._hosts.clear()
+            host = self._hosts[raw_host] = request_host(raw_host)
+        assert program.cookie_domain is not None
+        if not host_in_domain(host, program.cookie_domain):
+            return None
+        if self.insecure_localhost and is_localhost(host):
+            return program.cookie_insecure
+        return program.cookie_secure
+
+    async def _not_a_link(self, path: str, method: str, send: Send) -> None:
+        if path == "/health":
+            self.stats.buffer_depth = len(self.recorder.buffer)
+            ready = self.cache.loaded
+            body = dumps_stats(self.stats, len(self.cache), ready=ready)
+            headers = [
+                (b"content-type", b"application/json"),
+                (b"cache-control", b"no-store"),
+                (b"content-length", str(len(body)).encode()),
+            ]
+            await _respond(send, 200 if ready else 503, headers, body, method)
+        elif path == "/robots.txt":
+            # Well-behaved crawlers stay off partner links, so they never become clicks at all.
+            headers = [
+                (b"content-type", b"text/plain"),
+                (b"content-length", str(len(_ROBOTS)).encode()),
+            ]
+            await _respond(send, 200, headers, _ROBOTS, method)
+        else:
+            await _respond(send, *NOT_FOUND, method)
+
+    # --- lifespan -----------------------------------------------------------------------
+
+    async def lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.startup()
+                except Exception as exc:
+                    log.exception("router startup failed")
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def startup(self) -> None:
+        # Startup returns at once and the links load in the background: until they are loaded
+        # every link answers 503 (and /health says "starting"). Blocking here would also leave
+        # a window in which Granian drops a SIGTERM sent to a starting worker.
+        gc.collect()
+        gc.freeze()  # imports and settings never change: keep them out of every collection
+        # The flush thread gives the GIL back after 1 ms instead of 5: requests wait less while a
+        # batch is being written.
+        sys.setswitchinterval(0.001)
+        self.recorder.start()
+        self._cache_task = asyncio.get_running_loop().create_task(self._keep_links())
+
+    async def shutdown(self) -> None:
+        self._stopping.set()
+        if self._cache_task is not None:
+            await self._cache_task
+        await self.recorder.stop()
+        self._cache_executor.shutdown(wait=True)
+        if self.redis_limiter is not None:
+            await self.redis_limiter.close()
+        self.engine.dispose()
+
+    async def _keep_links(self) -> None:
+        loop = asyncio.get_running_loop()
+        delay = 0.5
+        while not self.cache.loaded and not self._stopping.is_set():
+            try:
+                await loop.run_in_executor(self._cache_executor, self._refresh, True)
+                log.info("router ready: %d links", len(self.cache))
+            except Exception as exc:
+                log.warning("loading links failed (%s); retrying in %.1fs", exc, delay)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), timeout=delay)
+                delay = min(delay * 2, 5.0)
+        interval = self.settings.router_cache_poll_ms / 1000
+        while not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), timeout=interval)
+            if self._stopping.is_set():
+                return
+            try:
+                await loop.run_in_executor(self._cache_executor, self._refresh, False)
+            except Exception as exc:
+                if not self._cache_stale:
+                    log.warning("link cache refresh failed: %s", exc)
+                # Changes may be pruned while we cannot see them: reload fully once back.
+                self._cache_stale = True
+
+    def _refresh(self, full: bool) -> None:
+        cache = self.cache
+        now = time.monotonic()
+        reload_due = now - cache.last_full_load >= self.settings.router_cache_reload_seconds
+        with self.sessions() as session, session.begin():
+            if full or self._cache_stale or reload_due:
+                cache.load_all(session)
+                self._cache_stale = False
+            else:
+                cache.poll(session)
+            if now - cache.last_prune >= 300:
+                cache.last_prune = now
+                cache.prune(session)
+
+
+def _utm(query_string: bytes) -> Utm:
+    if not query_string or b"utm_" not in query_string:
+        return NO_UTM
+    return utm_fields(query_string.decode("latin-1"))
+
+
+def _country(raw: bytes | None) -> str | None:
+    if raw is None:
+        return None
+    value = raw.strip().upper()
+    return value.decode() if len(value) == 2 and value.isalpha() else None
+
+
+async def _respond(send: Send, status: int, headers: Headers, body: bytes, method: str) -> None:
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": b"" if method == "HEAD" else body})
+
+
+def create_app(settings: Settings | None = None) -> RouterApp:
+    return RouterApp(settings or get_settings())
