@@ -20,12 +20,14 @@ from typing import Any
 
 import httpx
 import sqlalchemy as sa
+from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from openpartner.clicks.models import Click
 from openpartner.db.engine import create_engine
 from openpartner.db.migrate import upgrade
+from openpartner.router.app import RouterApp
 from openpartner.settings import Settings
 from tests.conftest import create_test_database
 from tests.factories import make_link, make_partner, make_program
@@ -125,6 +127,33 @@ def click_id_of(location: str, param: str = "cref") -> str:
     from urllib.parse import parse_qs, urlsplit
 
     return parse_qs(urlsplit(location).query)[param][-1]
+
+
+# --- the in-process router ----------------------------------------------------------------
+
+
+def start(db: RouterDatabase, tmp_path: Path, **overrides: Any) -> tuple[TestClient, RouterApp]:
+    app = RouterApp(router_settings(db.url, tmp_path / "data", **overrides))
+    client = TestClient(app, follow_redirects=False, headers={"user-agent": BROWSER})
+    client.__enter__()
+    wait_until(lambda: app.cache.loaded, what="links loaded")
+    return client, app
+
+
+def seed(db: RouterDatabase, client: TestClient, **kwargs: Any) -> Seeded:
+    """A committed link, once the router's cache has it (HEAD records no click)."""
+    link = seed_link(db.engine, **kwargs)
+    wait_until(lambda: client.head(f"/{link.key}").status_code != 404, timeout=2, what="link")
+    return link
+
+
+def written(db: RouterDatabase, *click_ids: str) -> dict[str, Click]:
+    def all_there() -> dict[str, Click] | None:
+        rows = stored_clicks(db.engine, list(click_ids))
+        return rows if len(rows) == len(click_ids) else None
+
+    result: dict[str, Click] = wait_until(all_there, what="clicks written")
+    return result
 
 
 # --- processes --------------------------------------------------------------------------
