@@ -178,10 +178,20 @@ class RouterProcess:
     def health(self) -> dict[str, Any]:
         return httpx.get(self.base + "/health", timeout=2).json()  # type: ignore[no-any-return]
 
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+    def stop(self, timeout: float = 30) -> int:
+        """Clean shutdown (SIGTERM: the router flushes); returns the exit code."""
         if self.process.poll() is None:
-            self.process.send_signal(sig)
+            self.process.send_signal(signal.SIGTERM)
         return self.process.wait(timeout=timeout)
+
+    def kill_all(self) -> None:
+        """Teardown: stop the server and every worker it started, whatever state they are in.
+        Each router runs in its own process group, so no worker outlives its test."""
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.stop(timeout=15)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=15)
 
 
 def start_router(
@@ -216,6 +226,7 @@ def start_router(
             env=environment,
             stdout=out,
             stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     router = RouterProcess(process, port, log)
 
@@ -228,7 +239,11 @@ def start_router(
             return False
         return response.status_code == 200 or not ready
 
-    wait_until(up, timeout=60, what="router start")
+    try:
+        wait_until(up, timeout=60, what="router start")
+    except BaseException:
+        router.kill_all()
+        raise
     return router
 
 
