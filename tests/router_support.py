@@ -20,12 +20,14 @@ from typing import Any
 
 import httpx
 import sqlalchemy as sa
+from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from openpartner.clicks.models import Click
 from openpartner.db.engine import create_engine
 from openpartner.db.migrate import upgrade
+from openpartner.router.app import RouterApp
 from openpartner.settings import Settings
 from tests.conftest import create_test_database
 from tests.factories import make_link, make_partner, make_program
@@ -127,6 +129,33 @@ def click_id_of(location: str, param: str = "cref") -> str:
     return parse_qs(urlsplit(location).query)[param][-1]
 
 
+# --- the in-process router ----------------------------------------------------------------
+
+
+def start(db: RouterDatabase, tmp_path: Path, **overrides: Any) -> tuple[TestClient, RouterApp]:
+    app = RouterApp(router_settings(db.url, tmp_path / "data", **overrides))
+    client = TestClient(app, follow_redirects=False, headers={"user-agent": BROWSER})
+    client.__enter__()
+    wait_until(lambda: app.cache.loaded, what="links loaded")
+    return client, app
+
+
+def seed(db: RouterDatabase, client: TestClient, **kwargs: Any) -> Seeded:
+    """A committed link, once the router's cache has it (HEAD records no click)."""
+    link = seed_link(db.engine, **kwargs)
+    wait_until(lambda: client.head(f"/{link.key}").status_code != 404, timeout=2, what="link")
+    return link
+
+
+def written(db: RouterDatabase, *click_ids: str) -> dict[str, Click]:
+    def all_there() -> dict[str, Click] | None:
+        rows = stored_clicks(db.engine, list(click_ids))
+        return rows if len(rows) == len(click_ids) else None
+
+    result: dict[str, Click] = wait_until(all_there, what="clicks written")
+    return result
+
+
 # --- processes --------------------------------------------------------------------------
 
 
@@ -149,10 +178,20 @@ class RouterProcess:
     def health(self) -> dict[str, Any]:
         return httpx.get(self.base + "/health", timeout=2).json()  # type: ignore[no-any-return]
 
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+    def stop(self, timeout: float = 30) -> int:
+        """Clean shutdown (SIGTERM: the router flushes); returns the exit code."""
         if self.process.poll() is None:
-            self.process.send_signal(sig)
+            self.process.send_signal(signal.SIGTERM)
         return self.process.wait(timeout=timeout)
+
+    def kill_all(self) -> None:
+        """Teardown: stop the server and every worker it started, whatever state they are in.
+        Each router runs in its own process group, so no worker outlives its test."""
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.stop(timeout=15)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=15)
 
 
 def start_router(
@@ -187,6 +226,7 @@ def start_router(
             env=environment,
             stdout=out,
             stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     router = RouterProcess(process, port, log)
 
@@ -199,7 +239,11 @@ def start_router(
             return False
         return response.status_code == 200 or not ready
 
-    wait_until(up, timeout=60, what="router start")
+    try:
+        wait_until(up, timeout=60, what="router start")
+    except BaseException:
+        router.kill_all()
+        raise
     return router
 
 

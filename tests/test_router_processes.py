@@ -52,7 +52,7 @@ def routers() -> Iterator[list[RouterProcess]]:
     started: list[RouterProcess] = []
     yield started
     for router in started:
-        router.stop(signal.SIGKILL if router.process.poll() is None else signal.SIGTERM)
+        router.kill_all()
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +102,7 @@ def pair(
     started = [start_router(db.url, tmp / name, ROUTER_CACHE_POLL_MS="250") for name in "ab"]
     yield started
     for router in started:
-        router.stop()
+        router.kill_all()
 
 
 def test_api_edits_reach_every_router_process_within_a_second(
@@ -233,7 +233,7 @@ def test_clean_shutdown_of_two_workers_loses_no_click(
     wait_until(lambda: get(router, f"/{link.key}").status_code == 302)
     with httpx.Client(base_url=router.base, headers={"user-agent": BROWSER}) as client:
         ids = [click_id_of(client.get(f"/{link.key}").headers["location"]) for _ in range(400)]
-    assert router.stop(signal.SIGTERM) == 0
+    assert router.stop() == 0
     assert len(stored_clicks(db.engine, ids)) == 400
 
 

@@ -199,15 +199,20 @@ def run_router(url: str, backend: str, workers: int, tmp: Path, args: argparse.N
         "--workers",
         str(workers),
     ]
-    proc = subprocess.Popen(cmd, env=env)
+    # Its own process group, so an interrupted benchmark never leaves workers behind.
+    proc = subprocess.Popen(cmd, env=env, start_new_session=True)
     try:
         link = f"http://127.0.0.1:{port}/{LINK_KEY}"
         wait_http(f"http://127.0.0.1:{port}/health")
         warm = wrk(link, 2, args.connections, args.visitors)
         result = wrk(link, args.duration, args.connections, args.visitors)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=60)
+        proc.send_signal(signal.SIGTERM)  # a clean shutdown: the router flushes its buffer
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
     result.requests += warm.requests
     result.rows = count_clicks(url) - before
     result.name = f"router, {workers} worker{'s' if workers > 1 else ''}, {backend}"

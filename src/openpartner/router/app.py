@@ -57,7 +57,7 @@ _REDIRECT_HEADERS: Headers = [
 _ROBOTS = b"User-agent: *\nDisallow: /\n"
 
 
-def _page(status: int, title: str) -> tuple[int, Headers, bytes]:
+def _page(status: int, title: str, *extra: tuple[bytes, bytes]) -> tuple[int, Headers, bytes]:
     body = (
         f"<!doctype html><meta charset=utf-8><title>{title}</title>"
         f"<h1>{title}</h1><p>This partner link is not available.</p>"
@@ -66,13 +66,14 @@ def _page(status: int, title: str) -> tuple[int, Headers, bytes]:
         (b"content-type", b"text/html; charset=utf-8"),
         (b"cache-control", b"no-store"),
         (b"content-length", str(len(body)).encode()),
+        *extra,
     ]
     return status, headers, body
 
 
 NOT_FOUND = _page(404, "Link not found")
-STARTING = (503, [(b"retry-after", b"1"), *_page(503, "Starting")[1]], _page(503, "Starting")[2])
 GONE = _page(410, "Link no longer active")
+STARTING = _page(503, "Starting", (b"retry-after", b"1"))
 
 
 def router_engine(settings: Settings) -> Engine:
