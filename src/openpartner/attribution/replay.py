@@ -217,7 +217,7 @@ def _replay_chunk(
     if report.dry_run:
         return
     session.execute(
-        sa.delete(AttributionRow).where(one_of(AttributionRow.event_id, "ids", pg)),
+        _ATTRIBUTIONS.delete().where(one_of(_ATTRIBUTIONS.c.event_id, "ids", pg)),
         {"ids": ids},
     )
     rows_ = [row for new_rows in derived for row in new_rows]
