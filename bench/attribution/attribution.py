@@ -42,10 +42,12 @@ from sqlalchemy.orm import Session
 from openpartner.attribution.configs import Rules
 from openpartner.attribution.records import AttributionRow
 from openpartner.attribution.service import attribute
+from openpartner.clicks.models import Click
 from openpartner.core.ids import new_id
 from openpartner.db.engine import create_engine
 from openpartner.db.migrate import upgrade
 from openpartner.events.models import Event
+from openpartner.identity.models import IdentityEdge
 from openpartner.partners.models import Partner
 from openpartner.programs.models import Program
 
@@ -219,9 +221,15 @@ def load(engine: Engine, program_id: str, sizes: Sizes, seed: int) -> None:
                    'order-' || i, {ident("req", "i")}, 'api', '{{}}', '{{}}'
             FROM {series(sizes.events)} ORDER BY i"""
     )
+    # Secondary indexes are built once at the end rather than maintained row by row.
+    indexes = [i for t in (Click.__table__, IdentityEdge.__table__) for i in t.indexes]  # type: ignore[attr-defined]
     with engine.begin() as conn:
+        for index in indexes:
+            index.drop(conn)
         for sql in statements:
             conn.exec_driver_sql(sql.replace("%", "%%") if pg else sql)
+        for index in indexes:
+            index.create(conn)
 
 
 # --------------------------------------------------------------------------- replay
