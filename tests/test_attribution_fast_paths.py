@@ -96,5 +96,5 @@ def test_shortcuts_give_the_engines_rows(session: Session, model: str) -> None:
             return (r["partner_id"], r["touch_id"], r["touch_kind"], r["weight"], r["amount"],
                     r["model"], r["params"], r["engine_version"])  # fmt: skip
 
-        assert rows and {r["model"] for r in rows} == {model} or not expected
+        assert (rows and {r["model"] for r in rows} == {model}) or not expected
         assert sorted(map(key, rows)) == sorted(map(key, expected))
