@@ -9,6 +9,7 @@ rewrite). Replaying twice under the same rules changes nothing.
 
 from __future__ import annotations
 
+import json
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -21,13 +22,19 @@ from sqlalchemy.orm import Session
 from openpartner.attribution.configs import BEGINNING, AttributionConfig, Rules, record_config
 from openpartner.attribution.models import parse_model
 from openpartner.attribution.records import AttributionRow
-from openpartner.attribution.service import ATTRIBUTED_TYPES_EXCLUDED, attribute, store
+from openpartner.attribution.service import (
+    _ATTRIBUTIONS,
+    ATTRIBUTED_TYPES_EXCLUDED,
+    attribute,
+    store,
+)
+from openpartner.commissions.models import Commission, CommissionRuleVersion
 from openpartner.commissions.service import sync_events
 from openpartner.events.bulk import is_postgresql, one_of
 from openpartner.events.models import Event
 from openpartner.programs.models import Program
 
-CHUNK = 10_000
+CHUNK = 50_000
 _EVENT_COLUMNS = (
     Event.seq,
     Event.id,
@@ -146,6 +153,12 @@ def replay(
         program.attribution_window_days = window
         report.config_version = config.id
     pg = is_postgresql(session)
+    # What sync_events would find out per chunk after loading every changed event: a program
+    # with no commission rules and no commissions has no commissions to bring in line.
+    ruled = any(
+        session.scalar(sa.select(model.program_id).where(model.program_id == program_id).limit(1))
+        for model in (CommissionRuleVersion, Commission)
+    )
     after = 0
     while True:
         stmt = (
@@ -165,13 +178,13 @@ def replay(
             break
         after = events[-1].seq
         report.events += len(events)
-        _replay_chunk(session, events, rules, report, pg)
+        _replay_chunk(session, events, rules, report, pg, ruled)
     report.seconds = time.perf_counter() - started
     return report
 
 
 def _replay_chunk(
-    session: Session, events: list[Any], rules: Rules, report: ReplayReport, pg: bool
+    session: Session, events: list[Any], rules: Rules, report: ReplayReport, pg: bool, ruled: bool
 ) -> None:
     ids = [e.id for e in events]
     current: dict[str, dict[str, int]] = defaultdict(dict)
@@ -204,8 +217,34 @@ def _replay_chunk(
     if report.dry_run:
         return
     session.execute(
-        sa.delete(AttributionRow).where(one_of(AttributionRow.event_id, "ids", pg)),
+        _ATTRIBUTIONS.delete().where(one_of(_ATTRIBUTIONS.c.event_id, "ids", pg)),
         {"ids": ids},
     )
-    store(session, (row for new_rows in derived for row in new_rows))
-    sync_events(session, changed)
+    rows_ = [row for new_rows in derived for row in new_rows]
+    if pg:
+        _copy_rows(session, rows_)
+    else:
+        store(session, rows_)
+    if ruled:
+        sync_events(session, changed)
+
+
+def _copy_rows(session: Session, rows: list[dict[str, Any]]) -> None:
+    """``store`` on PostgreSQL with ``COPY``: the fastest way in for tens of thousands of rows."""
+    if not rows:
+        return
+    columns = list(rows[0])
+    json_at = [i for i, c in enumerate(columns) if isinstance(_ATTRIBUTIONS.c[c].type, sa.JSON)]
+    dumped: dict[str, str] = {}  # the same few params over and over: dump each once
+    cursor = session.connection().connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    names = ", ".join(f'"{c}"' for c in columns)
+    with cursor.copy(f'COPY "{_ATTRIBUTIONS.name}" ({names}) FROM STDIN') as copy:
+        for row in rows:
+            values = list(row.values())
+            for i in json_at:
+                key = repr(values[i])
+                text = dumped.get(key)
+                if text is None:
+                    text = dumped[key] = json.dumps(values[i])
+                values[i] = text
+            copy.write_row(values)

@@ -9,16 +9,22 @@ a handful of round trips."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from datetime import timedelta
 from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from openpartner.attribution.configs import Rules
+from openpartner.attribution.engine import (
+    CLOCK_SKEW_GRACE,
+    ENGINE_VERSION,
+    check_window,
+)
 from openpartner.attribution.engine import attribute as engine_attribute
 from openpartner.attribution.inputs import Conversion as EngineConversion
 from openpartner.attribution.records import AttributionRow
-from openpartner.attribution.rows import engine_touches, rows_from
+from openpartner.attribution.rows import engine_touches, new_row_ids, rows_from
 from openpartner.attribution.touches import Conversion, touches_for_events
 from openpartner.commissions.service import sync_event, sync_events
 from openpartner.core.time import utc_now
@@ -47,8 +53,42 @@ def attribute(
             continue
         spec, window, config = rules.for_event(event.program_id, event.occurred_at, event.deal_id)
         currency = event.currency or rules.program(event.program_id).currency
+        # Touches the engine would exclude earn nothing and change no one's weight: drop them
+        # here (the same tests, in the engine's order) so the engine sees only eligible ones.
+        latest = event.occurred_at + CLOCK_SKEW_GRACE
+        earliest = event.occurred_at - timedelta(days=check_window(window))
+        eligible = [
+            r
+            for r in next(touches)
+            if earliest <= r.at <= latest and not r.flagged and not r.partner_revoked
+        ]
+        config_id = config.id if config else None
+        if len(eligible) == 1:
+            # One eligible touch earns 100 % under every model: the engine's result, directly.
+            (touch,) = eligible
+            out.append(
+                [
+                    {
+                        "id": new_row_ids(1)[0],
+                        "program_id": event.program_id,
+                        "event_id": event.id,
+                        "partner_id": touch.partner_id,
+                        "touch_id": touch.id,
+                        "touch_kind": touch.kind,
+                        "weight": "1/1",
+                        "amount": event.amount or 0,
+                        "currency": event.currency,
+                        "model": spec.name,
+                        "params": spec.params_for_storage(),
+                        "config_version": config_id,
+                        "engine_version": ENGINE_VERSION,
+                        "created_at": now,
+                    }
+                ]
+            )
+            continue
         result = engine_attribute(
-            engine_touches(next(touches)),
+            engine_touches(eligible),
             EngineConversion(at=event.occurred_at, amount=event.amount or 0, currency=currency),
             spec,
             window,
@@ -58,7 +98,7 @@ def attribute(
             event_id=event.id,
             program_id=event.program_id,
             currency=event.currency,
-            config_id=config.id if config else None,
+            config_id=config_id,
         )
         for row in rows:
             row["created_at"] = now

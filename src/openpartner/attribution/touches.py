@@ -92,7 +92,7 @@ def touches_for_events(session: Session, events: Sequence[Conversion]) -> list[l
             if values:
                 params[name] = values
         shape = ("customers" in params, "deals" in params, "codes" in params)
-        rows += session.execute(_touches_query(pg, *shape), params)
+        rows += session.execute(_touches_query(pg, *shape), params).all()
     seen_clicks: set[tuple[int, str]] = set()
     # Rows come clicks first, then touchpoints, then coupons, each in ingest order (per
     # program, and no event belongs to two programs).
