@@ -2,44 +2,14 @@
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Iterable
 from fractions import Fraction
 from typing import Any, Protocol
 
 from openpartner.attribution.engine import Attribution
 from openpartner.attribution.inputs import Touch
-from openpartner.core import ids
+from openpartner.core.ids import new_ids
 from openpartner.core.money import split
-from openpartner.core.time import utc_now
-
-_PAIRS = [a + b for a in ids._ALPHABET for b in ids._ALPHABET]  # 10 bits -> 2 characters
-
-
-def _encode(body: int) -> str:
-    """``core.ids._encode(body, 26)``: 26 base32 characters, two at a time."""
-    pairs = _PAIRS
-    return "".join([pairs[(body >> shift) & 1023] for shift in range(120, -10, -10)])
-
-
-def new_row_ids(n: int) -> list[str]:
-    """``n`` ``att_`` ids, exactly as ``core.ids.new_id("att")`` makes them (48 bits of
-    milliseconds, 80 random bits, monotonic within the process, under the same lock), with
-    the randomness drawn at once and the encoding done two characters per step: replay makes
-    millions."""
-    millis = int(utc_now().timestamp() * 1000)
-    randoms = secrets.token_bytes(10 * n)
-    out = []
-    with ids._lock:
-        last = ids._last
-        for i in range(n):
-            body = (millis << 80) | int.from_bytes(randoms[10 * i : 10 * i + 10])
-            if body <= last:
-                body = last + 1
-            last = body
-            out.append("att_" + _encode(body))
-        ids._last = last
-    return out
 
 
 class TouchLike(Protocol):
@@ -131,6 +101,6 @@ def rows_from(
                     "engine_version": result.engine_version,
                 }
             )
-    for row, id_ in zip(rows, new_row_ids(len(rows)), strict=True):
+    for row, id_ in zip(rows, new_ids("att", len(rows)), strict=True):
         row["id"] = id_
     return rows

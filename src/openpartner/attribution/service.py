@@ -24,9 +24,10 @@ from openpartner.attribution.engine import (
 from openpartner.attribution.engine import attribute as engine_attribute
 from openpartner.attribution.inputs import Conversion as EngineConversion
 from openpartner.attribution.records import AttributionRow
-from openpartner.attribution.rows import engine_touches, new_row_ids, rows_from
+from openpartner.attribution.rows import engine_touches, rows_from
 from openpartner.attribution.touches import Conversion, touches_for_events
 from openpartner.commissions.service import sync_event, sync_events
+from openpartner.core.ids import new_id
 from openpartner.core.time import utc_now
 from openpartner.events import bulk
 from openpartner.events.models import Event
@@ -69,7 +70,7 @@ def attribute(
             out.append(
                 [
                     {
-                        "id": new_row_ids(1)[0],
+                        "id": new_id("att"),
                         "program_id": event.program_id,
                         "event_id": event.id,
                         "partner_id": touch.partner_id,
