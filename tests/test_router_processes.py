@@ -166,21 +166,22 @@ def test_flags_hold_across_router_processes(db: RouterDatabase, pair: list[Route
     for router in pair:
         wait_until(partial(redirects, router, f"/{link.key}"))
     visitor = {"x-forwarded-for": "203.0.113.7"}
+
+    def click(router: RouterProcess, **headers: str) -> str:
+        """A click, once it is written (so the next one, on the other process, sees it)."""
+        click_id = click_id_of(
+            get(router, f"/{link.key}", **visitor, **headers).headers["location"]
+        )
+        wait_until(lambda: stored_clicks(db.engine, [click_id]), what="click written")
+        return click_id
+
     ids = [
-        click_id_of(get(a, f"/{link.key}", **visitor).headers["location"]),
-        click_id_of(get(b, f"/{link.key}", **visitor).headers["location"]),
-        click_id_of(
-            get(a, f"/{link.key}", **visitor, **{"user-agent": "Mozilla/5.0 Firefox/126"}).headers[
-                "location"
-            ]
-        ),
-        click_id_of(
-            get(b, f"/{link.key}", **visitor, **{"user-agent": "Mozilla/5.0 Chrome/125"}).headers[
-                "location"
-            ]
-        ),
+        click(a),
+        click(b),  # the same visitor through the other process: a duplicate
+        click(a, **{"user-agent": "Mozilla/5.0 Firefox/126"}),
+        click(b, **{"user-agent": "Mozilla/5.0 Chrome/125"}),  # the 4th from this IP: velocity
     ]
-    rows = wait_until(lambda: len(r := stored_clicks(db.engine, ids)) == 4 and r)
+    rows = stored_clicks(db.engine, ids)
     assert [rows[i].duplicate for i in ids] == [False, True, False, False]
     assert [rows[i].velocity for i in ids] == [False, False, False, True]
 

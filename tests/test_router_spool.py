@@ -178,3 +178,24 @@ def test_a_replayed_batch_that_had_landed_is_not_written_twice(
     recorder.flush_sync([])
     assert count_clicks(db.engine, link_id=link.link_id) == 6
     assert stats.clicks_replayed == 2 and not spool.has_pending()
+
+
+def test_a_click_answered_after_the_final_flush_goes_to_the_spool(tmp_path: Path) -> None:
+    # The server may still answer a request while the app shuts down; that click must not wait
+    # in a buffer nobody will flush again.
+    spool = Spool(tmp_path, 10**7)
+    engine = router_engine(router_settings("sqlite:///" + str(tmp_path / "none.db"), tmp_path))
+    recorder = Recorder(
+        sessionmaker(bind=engine), spool, RouterStats(), interval=0.05, buffer_max=10
+    )
+
+    async def run() -> None:
+        recorder.start()
+        await recorder.stop()
+        recorder.add(records(None, 1)[0])
+
+    asyncio.run(run())
+    engine.dispose()
+    segment = Spool(tmp_path, 10**7).claim_next()
+    assert segment is not None and len(segment.records) == 1
+    segment.handle.close()

@@ -186,7 +186,7 @@ def run_router(url: str, backend: str, workers: int, tmp: Path, args: argparse.N
         "DATA_DIR": str(data),
         "SECRET_KEY": "bench-secret",
         "ROUTER_IP_RATE_LIMIT": "0",  # wrk is one IP; the cap would answer 429
-        "LOG_LEVEL": "warning",
+        "LOG_LEVEL": "info",
     }
     before = count_clicks(url)
     cmd = [

@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 
 PROBE_INTERVAL = 1.0
 DRAIN_BUDGET_SECONDS = 0.25
+SHUTDOWN_PATIENCE = 10.0
 # Errors meaning "the database cannot be reached right now" (keep the clicks and retry), as
 # opposed to a click the database refuses (written alone, then set aside in the spool folder).
 UNAVAILABLE = (
@@ -89,9 +90,16 @@ class Recorder:
         self._last_probe = 0.0
         self._last_spool_check = 0.0
         self._spool_dirty = True
+        self._closed = False
 
     def add(self, record: ClickRecord) -> None:
         """Hot path: no I/O, no await."""
+        if self._closed:
+            # A request the server answered after our final flush: nothing will flush the
+            # buffer again, so this one click goes straight to the spool.
+            self._to_spool([record])
+            self.spool.close_active()
+            return
         if len(self.buffer) >= self.buffer_max:
             self.stats.clicks_dropped += 1
             return
@@ -105,9 +113,28 @@ class Recorder:
         self._stopping.set()
         if self._task is not None:
             await self._task
-        await self.flush()
+        batch, self.buffer = self.buffer, []
+        self.stats.clicks_received += len(batch)
+        await asyncio.get_running_loop().run_in_executor(self._executor, self.final_flush, batch)
         await asyncio.get_running_loop().run_in_executor(self._executor, self.spool.close_active)
         self._executor.shutdown(wait=True)
+        self._closed = True
+        if self.buffer:  # answered while the last flush ran
+            self._to_spool(self.buffer)
+            self.spool.close_active()
+            self.buffer = []
+        stats = self.stats
+        log.info(
+            "click recorder stopped: %d received, %d written, %d spooled, %d replayed, "
+            "%d dropped, %d rejected, %d left in the spool folder",
+            stats.clicks_received,
+            stats.clicks_written,
+            stats.clicks_spooled,
+            stats.clicks_replayed,
+            stats.clicks_dropped,
+            stats.clicks_rejected,
+            self.spool.segments(),
+        )
 
     async def flush(self) -> None:
         batch, self.buffer = self.buffer, []
@@ -144,6 +171,21 @@ class Recorder:
             self.stats.flushes += 1
             self.stats.flush_ms_last = elapsed
             self.stats.flush_ms_max = max(self.stats.flush_ms_max, elapsed)
+
+    def final_flush(self, batch: list[ClickRecord]) -> None:
+        """Shutdown: like a flush, but patient. A locked or briefly unreachable database gets a
+        few seconds before the clicks are left in the spool (where the next start finds them),
+        and the spool is replayed to the end if the database is there."""
+        deadline = time.monotonic() + SHUTDOWN_PATIENCE
+        self.flush_sync(batch)
+        while self.spool.has_pending(others_active=False) and time.monotonic() < deadline:
+            self._last_probe = 0.0
+            self._probe()
+            if self.stats.database_up:
+                self._spool_dirty = True
+                self._drain(budget=deadline - time.monotonic())
+            else:
+                time.sleep(0.2)
 
     def _spool_pending(self) -> bool:
         # Listing the folder every flush would cost a syscall per tick for nothing; it is
@@ -203,10 +245,10 @@ class Recorder:
         log.info("database reachable again; replaying the spool")
         self.stats.database_up = True
 
-    def _drain(self) -> None:
+    def _drain(self, budget: float = DRAIN_BUDGET_SECONDS) -> None:
         if not self.stats.database_up or not self._spool_dirty:
             return
-        deadline = time.monotonic() + DRAIN_BUDGET_SECONDS
+        deadline = time.monotonic() + budget
         while time.monotonic() < deadline:
             segment = self.spool.claim_next()
             if segment is None:

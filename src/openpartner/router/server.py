@@ -7,8 +7,11 @@ router reach its throughput target (docs/benchmarks.md).
 
 from __future__ import annotations
 
+import copy
+from typing import Any
+
 from granian.constants import HTTPModes, Interfaces, Loops
-from granian.log import LogLevels
+from granian.log import LOGGING_CONFIG, LogLevels
 from granian.server import Server
 
 from openpartner.secrets import server_secrets
@@ -22,6 +25,14 @@ def serve(settings: Settings, *, host: str, port: int, workers: int) -> None:
     # SIGTERM that reaches a Granian worker while it is still importing its app is lost.
     import openpartner.router.app  # noqa: F401
 
+    level = settings.log_level.lower()
+    # Granian's own logging set-up, plus our loggers at the same level.
+    logging_config: dict[str, Any] = copy.deepcopy(LOGGING_CONFIG)
+    logging_config["loggers"]["openpartner"] = {
+        "handlers": ["console"],
+        "level": level.upper(),
+        "propagate": False,
+    }
     Server(
         "openpartner.router.app:create_app",
         factory=True,
@@ -32,7 +43,8 @@ def serve(settings: Settings, *, host: str, port: int, workers: int) -> None:
         loop=Loops.uvloop,
         http=HTTPModes.http1,
         websockets=False,
-        log_level=LogLevels(settings.log_level.lower()),
+        log_level=LogLevels(level),
+        log_dictconfig=logging_config,
         backlog=2048,
         respawn_failed_workers=True,
         # A worker stuck on shutdown is killed after this long (it loses at most its buffer).

@@ -82,10 +82,13 @@ class Spool:
         self._active.close()  # releases the lock
         self._active = self._active_path = None
 
-    def has_pending(self) -> bool:
+    def has_pending(self, *, others_active: bool = True) -> bool:
+        """Whether clicks wait here; ``others_active=False`` ignores segments other processes
+        are still writing (which only they can close)."""
         if self._active is not None:
             return True
-        return any(name.endswith((".jsonl", ".open")) for name in os.listdir(self.directory))
+        suffixes = (".jsonl", ".open") if others_active else (".jsonl",)
+        return any(name.endswith(suffixes) for name in os.listdir(self.directory))
 
     def claim_next(self) -> Segment | None:
         """The oldest closed segment no other process is replaying, locked for us."""
