@@ -4,8 +4,10 @@ that could pay twice or lose money. In each, money paid out equals money approve
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -26,7 +28,7 @@ from openpartner.payouts.service import run_payouts
 from openpartner.programs.models import Program
 from openpartner.settings import Settings, get_settings
 from openpartner.worker.models import Job
-from openpartner.worker.queue import run_until_idle
+from openpartner.worker.queue import LEASE, run_until_idle
 from tests.conftest import create_test_database
 from tests.factories import make_partner, make_program
 from tests.ledger_helpers import (
@@ -345,19 +347,70 @@ def test_worker_killed_after_the_transfer_before_commit_pays_exactly_once(
             payout = check.get_one(Payout, payout_id)
             assert (payout.status, payout.transfer_id) == ("processing", None)
 
-        deadline = time.monotonic() + 20  # PostgreSQL may take a moment to drop the dead backend
-        while time.monotonic() < deadline:
-            run_until_idle(sessions)
-            with sessions() as check:
-                if check.get_one(Payout, payout_id).status != "processing":
-                    break
-            time.sleep(0.1)
+        assert run_until_idle(sessions) == 0  # the dead worker's lease still holds the job
+        clock.advance(LEASE + timedelta(seconds=1))
+        assert run_until_idle(sessions) == 1
         with sessions() as check:
             payout = check.get_one(Payout, payout_id)
             (transfer,) = stripe_server.transfers()
             assert (payout.status, payout.transfer_id) == ("paid", transfer["id"])
             assert len(transfer_posts(stripe_server)) == 1
             assert transfer["amount"] == approved == payout.amount
+            assert_books_balance(check)
+
+
+def _assert_not_locked(url: str, sessions: sessionmaker[Session], payout_id: str) -> None:
+    """Fail at once, rather than wait, if a transaction holds what the transfer job touches."""
+    if url.startswith("sqlite"):
+        raw = sqlite3.connect(
+            sa.engine.make_url(url).database or "", timeout=0, isolation_level=None
+        )
+        try:
+            raw.execute("BEGIN IMMEDIATE")  # the database's one write lock: free?
+            raw.execute("ROLLBACK")
+        finally:
+            raw.close()
+        return
+    with sessions() as other:
+        locked = sa.select(Payout).where(Payout.id == payout_id).with_for_update(nowait=True)
+        assert other.scalars(locked).one().status == "processing"
+        other.rollback()
+
+
+@pytest.mark.slow
+def test_no_transaction_is_held_while_stripe_is_called(
+    settings: Settings, stripe_server: StripeServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A transfer waiting on Stripe holds no lock: on SQLite a transaction would be the whole
+    database's write lock (every API write would queue behind the network call); on PostgreSQL
+    the payout row stays free. When the call ends without an answer, the retry settles it."""
+    monkeypatch.setenv("STRIPE_TIMEOUT_SECONDS", "30")
+    get_settings.cache_clear()
+    with scratch_database(create_test_database) as (url, sessions):
+        with sessions() as setup:
+            program = stripe_program(setup)
+            partner = connected(setup, stripe_server, program)
+            approved = approved_to_pay(setup, settings, partner, 31_000)
+            payout_id = run_payouts(setup, program, "key_test").summary["payouts"][0]["payout_id"]
+            setup.commit()
+        stripe_server.fail_next("timeout_after_create", path="/v1/transfers", hold_seconds=30)
+        worker = threading.Thread(target=run_until_idle, args=(sessions,))
+        worker.start()
+        try:
+            deadline = time.monotonic() + 30
+            while not stripe_server.transfers() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert worker.is_alive() and len(stripe_server.transfers()) == 1  # call in flight
+            _assert_not_locked(url, sessions, payout_id)
+        finally:
+            stripe_server.faults.clear()  # the held response ends without an answer
+            worker.join()
+        clock.advance(timedelta(seconds=5))  # past the retry's backoff
+        assert run_until_idle(sessions) == 1
+        with sessions() as check:
+            payout = check.get_one(Payout, payout_id)
+            assert (payout.status, payout.amount) == ("paid", approved)
+            assert len(transfer_posts(stripe_server)) == 1
             assert_books_balance(check)
 
 

@@ -4,18 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from openpartner.integrations.stripe.connect import execute_transfer
 from openpartner.payouts.service import TRANSFER_JOB, run_payouts
 from openpartner.programs.models import Program
 from openpartner.settings import get_settings
-from openpartner.worker.queue import task
+from openpartner.worker.queue import calling_task, task
 
 
-@task(TRANSFER_JOB)
-def transfer(session: Session, payload: dict[str, Any]) -> None:
-    execute_transfer(session, get_settings(), payload["payout_id"])
+@calling_task(TRANSFER_JOB)
+def transfer(sessions: sessionmaker[Session], payload: dict[str, Any]) -> None:
+    execute_transfer(sessions, get_settings(), payload["payout_id"])
 
 
 @task("payouts.run")

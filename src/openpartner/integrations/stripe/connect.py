@@ -16,11 +16,12 @@ payout id) by the run, before any call. The ``payouts.transfer`` job then
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 import stripe
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from openpartner.core.errors import ServiceUnavailable, ValidationFailed
 from openpartner.integrations.stripe.client import classify, stripe_client
@@ -103,48 +104,85 @@ def mirror(account: ConnectAccount, obj: dict[str, Any]) -> None:
     account.disabled_reason = requirements.get("disabled_reason")
 
 
-def execute_transfer(session: Session, settings: Settings, payout_id: str) -> None:
-    """Pay one Stripe payout (the ``payouts.transfer`` job); safe to run any number of times."""
-    payout = lock_payout(session, payout_id)
-    if payout is None or payout.status != "processing":
-        return  # settled already: nothing to do, ever
+def execute_transfer(sessions: sessionmaker[Session], settings: Settings, payout_id: str) -> None:
+    """Pay one Stripe payout (the ``payouts.transfer`` job); safe to run any number of times.
+
+    No transaction is open during the calls to Stripe (on SQLite one would be the database's
+    write lock): the payout is read, Stripe is asked, and the outcome is recorded in a new
+    transaction that settles the payout only if it is still ``processing``. Two runs at once
+    are harmless: both use the payout's idempotency key, so Stripe makes one transfer.
+    """
+    with sessions() as session:
+        payout = session.get(Payout, payout_id)
+        if payout is None or payout.status != "processing":
+            return  # settled already: nothing to do, ever
+        intent = _TransferIntent(
+            payout.id, payout.amount, payout.currency, payout.destination, payout.idempotency_key
+        )
     client = stripe_client(settings)
     try:
-        existing = client.v1.transfers.list({"transfer_group": payout.id, "limit": 10}).data
-        if existing:
-            _settle(session, payout, existing[0])
-            return
-        if not payout.destination:
-            raise StripeRefused("The partner has no connected account.", code="not_connected")
-        transfer = client.v1.transfers.create(
-            {
-                "amount": payout.amount,
-                "currency": payout.currency.lower(),
-                "destination": payout.destination,
-                "transfer_group": payout.id,
-                "description": f"OpenPartner payout {payout.id}",
-                "metadata": {"openpartner_payout_id": payout.id},
-            },
-            {"idempotency_key": payout.idempotency_key},
-        )
+        existing = client.v1.transfers.list({"transfer_group": intent.payout_id, "limit": 10}).data
+        transfer = existing[0] if existing else _create_transfer(client, intent)
     except stripe.StripeError as exc:
         failure = classify(exc)
         if failure.ambiguous:
             raise TransferPending(
-                f"payout {payout.id}: {failure.status or 'no response'} {failure.message}"
+                f"payout {intent.payout_id}: {failure.status or 'no response'} {failure.message}"
             ) from exc
-        fail_payout(
-            session,
-            payout,
-            TRANSFER_ACTOR,
-            code=failure.code or f"http_{failure.status}",
-            message=failure.message,
+        _record(
+            sessions,
+            intent.payout_id,
+            failed=(failure.code or f"http_{failure.status}", failure.message),
         )
         return
     except StripeRefused as exc:
-        fail_payout(session, payout, TRANSFER_ACTOR, code=exc.code, message=exc.detail)
+        _record(sessions, intent.payout_id, failed=(exc.code, exc.detail))
         return
-    _settle(session, payout, transfer)
+    _record(sessions, intent.payout_id, transfer=transfer)
+
+
+@dataclass(frozen=True, slots=True)
+class _TransferIntent:
+    payout_id: str
+    amount: int
+    currency: str
+    destination: str | None
+    idempotency_key: str
+
+
+def _create_transfer(client: stripe.StripeClient, intent: _TransferIntent) -> stripe.Transfer:
+    if not intent.destination:
+        raise StripeRefused("The partner has no connected account.", code="not_connected")
+    return client.v1.transfers.create(
+        {
+            "amount": intent.amount,
+            "currency": intent.currency.lower(),
+            "destination": intent.destination,
+            "transfer_group": intent.payout_id,
+            "description": f"OpenPartner payout {intent.payout_id}",
+            "metadata": {"openpartner_payout_id": intent.payout_id},
+        },
+        {"idempotency_key": intent.idempotency_key},
+    )
+
+
+def _record(
+    sessions: sessionmaker[Session],
+    payout_id: str,
+    *,
+    transfer: stripe.Transfer | None = None,
+    failed: tuple[str, str] | None = None,
+) -> None:
+    """Record Stripe's answer, unless the payout was settled meanwhile (another run, a webhook)."""
+    with sessions() as session:
+        payout = lock_payout(session, payout_id)
+        if payout is not None and payout.status == "processing":
+            if transfer is not None:
+                _settle(session, payout, transfer)
+            elif failed is not None:
+                code, message = failed
+                fail_payout(session, payout, TRANSFER_ACTOR, code=code, message=message)
+        session.commit()
 
 
 def _settle(session: Session, payout: Payout, transfer: stripe.Transfer) -> None:
