@@ -6,7 +6,7 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse
 
-from openpartner.api.deps import DbSession, EventsRead, EventsWrite
+from openpartner.api.deps import DbSession, EventsRead, EventsWrite, run_committed
 from openpartner.api.pagination import Page, paginate
 from openpartner.core.errors import NotFound
 from openpartner.events import batch, service
@@ -19,7 +19,7 @@ router = APIRouter(prefix="/v1/events", tags=["events"])
 
 
 @router.post("", status_code=201, response_model=EventOut)
-def create_event(
+async def create_event(
     body: EventIn,
     request: Request,
     session: DbSession,
@@ -28,9 +28,14 @@ def create_event(
 ) -> JSONResponse:
     """Record one event. A retry with the same key returns the first response
     (``Idempotent-Replayed: true``); the same key with another body is a 409."""
-    program = program_for(session, principal, body.program_id)
-    key = service.idempotency_key(body, idempotency_key)
-    done = service.ingest(session, program, body, key, request.app.state.settings)
+
+    def ingest() -> service.Ingested:
+        program = program_for(session, principal, body.program_id)
+        key = service.idempotency_key(body, idempotency_key)
+        return service.ingest(session, program, body, key, request.app.state.settings)
+
+    # The hot path: ingest and commit in one trip to the thread pool.
+    done = await run_committed(session, ingest)
     headers = {"Idempotent-Replayed": "true"} if done.replayed else {}
     return JSONResponse(done.response, status_code=201, headers=headers)
 
