@@ -15,7 +15,7 @@ for that (event, partner):
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from fractions import Fraction
@@ -325,9 +325,25 @@ def book_adjustment(
     return adjustment
 
 
+def programs_with_commissions(session: Session, program_ids: Iterable[str]) -> set[str]:
+    """The programs among ``program_ids`` with commission rules or commissions: only their
+    events have commissions to bring in line. One query, and an index probe per program."""
+    wanted = sorted(set(program_ids))
+    if not wanted:
+        return set()
+    ruled = sa.or_(
+        *(
+            sa.exists().where(model.program_id == Program.id)
+            for model in (CommissionRuleVersion, Commission)
+        )
+    )
+    return set(session.scalars(sa.select(Program.id).where(Program.id.in_(wanted), ruled)))
+
+
 def sync_events(session: Session, event_ids: Sequence[str]) -> None:
     """:func:`sync_event` for many events. Programs with no commission rules and no
-    commissions have nothing to sync, so bulk ingest and replay skip them in one query."""
+    commissions have nothing to sync; callers that know the events' programs skip them before
+    calling (:func:`programs_with_commissions`), which saves loading the events."""
     if not event_ids:
         return
     events: list[Event] = []
@@ -336,19 +352,7 @@ def sync_events(session: Session, event_ids: Sequence[str]) -> None:
         events.extend(
             session.scalars(sa.select(Event).where(Event.id.in_(chunk)).order_by(Event.seq))
         )
-    programs = {e.program_id for e in events}
-    ruled = set(
-        session.scalars(
-            sa.select(CommissionRuleVersion.program_id)
-            .where(CommissionRuleVersion.program_id.in_(programs))
-            .distinct()
-        )
-    )
-    ruled |= set(
-        session.scalars(
-            sa.select(Commission.program_id).where(Commission.program_id.in_(programs)).distinct()
-        )
-    )
+    ruled = programs_with_commissions(session, (e.program_id for e in events))
     for event in events:
         if event.program_id in ruled:
             sync_event(session, event)

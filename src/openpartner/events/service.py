@@ -26,7 +26,7 @@ from pydantic import TypeAdapter
 from sqlalchemy.orm import Session
 
 from openpartner.attribution import service as attribution
-from openpartner.commissions.service import sync_events
+from openpartner.commissions.service import programs_with_commissions, sync_events
 from openpartner.core.errors import Conflict, NotFound, OpenPartnerError, ValidationFailed
 from openpartner.core.ids import new_id
 from openpartner.core.money import normalize_currency, parse_amount
@@ -178,7 +178,10 @@ def ingest_new(
             for row in rows
         ),
     )
-    sync_events(session, [e.id for e in fresh if _key(e) in inserted])
+    stored_now = [e for e in fresh if _key(e) in inserted]
+    ruled = programs_with_commissions(session, {e.program_id for e in stored_now})
+    if ruled:
+        sync_events(session, [e.id for e in stored_now if e.program_id in ruled])
     # What each key holds now: the row one of these items stored (and which), or an older one.
     stored = {
         _key(e): (e.request_hash, e.response, first[_key(e)]) for e in fresh if _key(e) in inserted
