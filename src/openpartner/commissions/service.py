@@ -325,19 +325,27 @@ def book_adjustment(
     return adjustment
 
 
-def programs_with_commissions(session: Session, program_ids: Iterable[str]) -> set[str]:
-    """The programs among ``program_ids`` with commission rules or commissions: only their
-    events have commissions to bring in line. One query, and an index probe per program."""
-    wanted = sorted(set(program_ids))
-    if not wanted:
-        return set()
-    ruled = sa.or_(
+# One program per execution (an ingest almost always has one): the statement is always the same,
+# so it is built and compiled once.
+_HAS_COMMISSIONS = sa.select(Program.id).where(
+    Program.id == sa.bindparam("program_id"),
+    sa.or_(
         *(
             sa.exists().where(model.program_id == Program.id)
             for model in (CommissionRuleVersion, Commission)
         )
-    )
-    return set(session.scalars(sa.select(Program.id).where(Program.id.in_(wanted), ruled)))
+    ),
+)
+
+
+def programs_with_commissions(session: Session, program_ids: Iterable[str]) -> set[str]:
+    """The programs among ``program_ids`` with commission rules or commissions: only their
+    events have commissions to bring in line. An index probe or two per program."""
+    return {
+        p
+        for p in sorted(set(program_ids))
+        if session.scalar(_HAS_COMMISSIONS, {"program_id": p}) is not None
+    }
 
 
 def sync_events(session: Session, event_ids: Sequence[str]) -> None:
