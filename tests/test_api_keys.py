@@ -6,7 +6,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
 from openpartner.accounts.models import ApiKey
-from openpartner.accounts.service import ensure_bootstrap_key, hash_token
+from openpartner.accounts.service import KEY_CACHE_TTL, ensure_bootstrap_key, hash_token
+from openpartner.core.time import clock, utc_now
 from tests.factories import make_partner, make_program
 
 KeyFor = Callable[..., str]
@@ -152,3 +153,41 @@ def test_bootstrap_key_is_created_once(session: Session) -> None:
     first = ensure_bootstrap_key(session)
     assert first is not None and first.startswith("op_sk_")
     assert ensure_bootstrap_key(session) is None
+
+
+def test_key_revoked_through_the_api_stops_working_at_once(
+    anon: TestClient, client: TestClient, session: Session, key_for: KeyFor
+) -> None:
+    token = key_for("programs:read")
+    assert anon.get("/v1/programs", headers={"X-API-Key": token}).status_code == 200  # cached
+    key_id = session.scalar(sa.select(ApiKey.id).where(ApiKey.token_hash == hash_token(token)))
+    assert client.post(f"/v1/api-keys/{key_id}/revoke").status_code == 200
+    response = anon.get("/v1/programs", headers={"X-API-Key": token})
+    assert response.status_code == 401
+    assert response.json()["code"] == "revoked_api_key"
+
+
+def test_key_revoked_by_another_process_stops_working_within_the_cache_bound(
+    anon: TestClient, session: Session, key_for: KeyFor
+) -> None:
+    clock.freeze(utc_now())
+    token = key_for("programs:read")
+    assert anon.get("/v1/programs", headers={"X-API-Key": token}).status_code == 200
+    # Revoked in the database directly, as another worker or the CLI would: this process
+    # trusts what it read for at most KEY_CACHE_TTL, then reads the key again.
+    key = session.scalar(sa.select(ApiKey).where(ApiKey.token_hash == hash_token(token)))
+    assert key is not None
+    key.revoked_at = utc_now()
+    session.commit()
+    assert anon.get("/v1/programs", headers={"X-API-Key": token}).status_code == 200
+    clock.advance(KEY_CACHE_TTL)
+    response = anon.get("/v1/programs", headers={"X-API-Key": token})
+    assert response.status_code == 401
+    assert response.json()["code"] == "revoked_api_key"
+
+
+def test_unknown_keys_are_never_cached(anon: TestClient) -> None:
+    for _ in range(2):
+        response = anon.get("/v1/programs", headers={"X-API-Key": "op_sk_not-a-real-key"})
+        assert response.status_code == 401
+        assert response.json()["code"] == "invalid_api_key"

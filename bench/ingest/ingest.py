@@ -325,6 +325,7 @@ class Profiler:
                         "py-spy",
                         "record",
                         "--nonblocking",
+                        "--gil",
                         "-r",
                         "100",
                         "-f",

@@ -1,11 +1,17 @@
-"""API keys: creation (token shown once), authentication by hash, revocation, bootstrap."""
+"""API keys: creation (token shown once), authentication by hash, revocation, bootstrap.
+
+Authentication reads the key once and then remembers the principal, by token hash, for
+:data:`KEY_CACHE_TTL` in this process, so a busy client costs no query per request. The price is
+the revocation bound: a key revoked in this process stops working at once; revoked elsewhere
+(another API worker, the CLI, SQL), it keeps working for at most :data:`KEY_CACHE_TTL`.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -21,6 +27,12 @@ TOKEN_PREFIX = {"secret": "op_sk_", "publishable": "op_pk_"}
 ADMIN_KEY_ID = "key_env_admin"
 # Writing last_used_at on every request would turn reads into writes; a minute is precise enough.
 LAST_USED_RESOLUTION = timedelta(seconds=60)
+KEY_CACHE_TTL = timedelta(seconds=5)
+"""How long a worker trusts a key it has read: the bound on revocation by another process."""
+_KEY_CACHE_MAX = 10_000  # distinct live keys per process before expired entries are swept
+_key_cache: dict[str, tuple[Principal, datetime]] = {}
+"""token hash -> (principal, expiry). Only keys that authenticated are kept, so unknown tokens
+cannot fill it."""
 
 
 def hash_token(token: str) -> str:
@@ -74,6 +86,20 @@ def create_key(
     return CreatedKey(key=key, token=token)
 
 
+def known_principal(token: str | None, admin_api_key: str | None) -> Principal | None:
+    """The principal of ``token`` when it can be told without the database (the admin key from
+    the environment, or a key authenticated less than :data:`KEY_CACHE_TTL` ago); else None,
+    and :func:`authenticate` decides."""
+    if not token:
+        return None
+    if admin_api_key and hmac.compare_digest(token.encode(), admin_api_key.encode()):
+        return Principal(key_id=ADMIN_KEY_ID, kind="secret", is_admin=True)
+    cached = _key_cache.get(hash_token(token))
+    if cached is None or cached[1] <= utc_now():
+        return None
+    return cached[0]
+
+
 def authenticate(session: Session, token: str | None, admin_api_key: str | None) -> Principal:
     if not token:
         raise Unauthorized("An API key is required.", code="missing_api_key")
@@ -82,7 +108,8 @@ def authenticate(session: Session, token: str | None, admin_api_key: str | None)
     if not token.startswith(tuple(TOKEN_PREFIX.values())):
         raise Unauthorized("Invalid API key.")
     # Lookup is by the SHA-256 of a high-entropy token, so timing reveals nothing useful.
-    key = session.scalar(sa.select(ApiKey).where(ApiKey.token_hash == hash_token(token)))
+    token_hash = hash_token(token)
+    key = session.scalar(sa.select(ApiKey).where(ApiKey.token_hash == token_hash))
     if key is None:
         raise Unauthorized("Invalid API key.")
     if key.revoked_at is not None:
@@ -90,7 +117,7 @@ def authenticate(session: Session, token: str | None, admin_api_key: str | None)
     now = utc_now()
     if key.last_used_at is None or now - key.last_used_at > LAST_USED_RESOLUTION:
         key.last_used_at = now
-    return Principal(
+    principal = Principal(
         key_id=key.id,
         kind=key.kind,
         is_admin=key.is_admin,
@@ -98,6 +125,24 @@ def authenticate(session: Session, token: str | None, admin_api_key: str | None)
         program_id=key.program_id,
         partner_id=key.partner_id,
     )
+    _remember(token_hash, principal, now)
+    return principal
+
+
+def _remember(token_hash: str, principal: Principal, now: datetime) -> None:
+    if len(_key_cache) >= _KEY_CACHE_MAX:
+        # list(): other threads of the pool add entries meanwhile.
+        for stale in [h for h, (_, expiry) in list(_key_cache.items()) if expiry <= now]:
+            _key_cache.pop(stale, None)
+        if len(_key_cache) >= _KEY_CACHE_MAX:
+            _key_cache.clear()
+    _key_cache[token_hash] = (principal, now + KEY_CACHE_TTL)
+
+
+def forget_key(key_id: str) -> None:
+    """Stop trusting ``key_id`` in this process at once (other processes: within the TTL)."""
+    for token_hash in [h for h, (p, _) in list(_key_cache.items()) if p.key_id == key_id]:
+        _key_cache.pop(token_hash, None)
 
 
 def revoke_key(session: Session, key_id: str) -> ApiKey:
@@ -106,6 +151,7 @@ def revoke_key(session: Session, key_id: str) -> ApiKey:
         raise NotFound(f"API key {key_id} not found.")
     if key.revoked_at is None:
         key.revoked_at = utc_now()
+    forget_key(key_id)
     return key
 
 

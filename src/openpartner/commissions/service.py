@@ -15,7 +15,7 @@ for that (event, partner):
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from fractions import Fraction
@@ -325,9 +325,33 @@ def book_adjustment(
     return adjustment
 
 
+# One program per execution (an ingest almost always has one): the statement is always the same,
+# so it is built and compiled once.
+_HAS_COMMISSIONS = sa.select(Program.id).where(
+    Program.id == sa.bindparam("program_id"),
+    sa.or_(
+        *(
+            sa.exists().where(model.program_id == Program.id)
+            for model in (CommissionRuleVersion, Commission)
+        )
+    ),
+)
+
+
+def programs_with_commissions(session: Session, program_ids: Iterable[str]) -> set[str]:
+    """The programs among ``program_ids`` with commission rules or commissions: only their
+    events have commissions to bring in line. An index probe or two per program."""
+    return {
+        p
+        for p in sorted(set(program_ids))
+        if session.scalar(_HAS_COMMISSIONS, {"program_id": p}) is not None
+    }
+
+
 def sync_events(session: Session, event_ids: Sequence[str]) -> None:
     """:func:`sync_event` for many events. Programs with no commission rules and no
-    commissions have nothing to sync, so bulk ingest and replay skip them in one query."""
+    commissions have nothing to sync; callers that know the events' programs skip them before
+    calling (:func:`programs_with_commissions`), which saves loading the events."""
     if not event_ids:
         return
     events: list[Event] = []
@@ -336,19 +360,7 @@ def sync_events(session: Session, event_ids: Sequence[str]) -> None:
         events.extend(
             session.scalars(sa.select(Event).where(Event.id.in_(chunk)).order_by(Event.seq))
         )
-    programs = {e.program_id for e in events}
-    ruled = set(
-        session.scalars(
-            sa.select(CommissionRuleVersion.program_id)
-            .where(CommissionRuleVersion.program_id.in_(programs))
-            .distinct()
-        )
-    )
-    ruled |= set(
-        session.scalars(
-            sa.select(Commission.program_id).where(Commission.program_id.in_(programs)).distinct()
-        )
-    )
+    ruled = programs_with_commissions(session, (e.program_id for e in events))
     for event in events:
         if event.program_id in ruled:
             sync_event(session, event)

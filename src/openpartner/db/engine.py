@@ -21,7 +21,12 @@ def create_engine(url: str, **kwargs: Any) -> Engine:
         engine = sa.create_engine(url, connect_args={"check_same_thread": False}, **kwargs)
         _configure_sqlite(engine)
         return engine
-    return sa.create_engine(url, pool_pre_ping=True, **kwargs)
+    # No pool_pre_ping: it cost a round trip on every request. A connection that a database
+    # restart broke fails its request with 503 database_unavailable (Retry-After), and SQLAlchemy
+    # then invalidates the whole pool, so the following requests get fresh connections;
+    # pool_recycle retires connections before a server or proxy idle timeout can cut them.
+    kwargs.setdefault("pool_recycle", 1800)
+    return sa.create_engine(url, **kwargs)
 
 
 def _configure_sqlite(engine: Engine) -> None:

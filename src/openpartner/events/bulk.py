@@ -10,12 +10,12 @@ the statement text is constant, so it is parsed once and runs as a prepared stat
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from functools import cache
 from typing import Any, cast
 
 import sqlalchemy as sa
+from pydantic_core import to_json
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -53,7 +53,9 @@ def insert_rows(
         )
         json_columns = {c for c in columns if isinstance(table.c[c].type, sa.JSON)}
         params = {
-            f"c{i}": [json.dumps(r[c]) for r in rows] if c in json_columns else [r[c] for r in rows]
+            f"c{i}": [to_json(r[c]).decode() for r in rows]
+            if c in json_columns
+            else [r[c] for r in rows]
             for i, c in enumerate(columns)
         }
         result: sa.Result[Any] = session.connection().exec_driver_sql(sql, params)

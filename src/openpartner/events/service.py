@@ -26,9 +26,9 @@ from pydantic import TypeAdapter
 from sqlalchemy.orm import Session
 
 from openpartner.attribution import service as attribution
-from openpartner.commissions.service import sync_events
+from openpartner.commissions.service import programs_with_commissions, sync_events
 from openpartner.core.errors import Conflict, NotFound, OpenPartnerError, ValidationFailed
-from openpartner.core.ids import new_id
+from openpartner.core.ids import new_id, new_ids
 from openpartner.core.money import normalize_currency, parse_amount
 from openpartner.core.time import ensure_utc, utc_now
 from openpartner.deals.models import Deal
@@ -146,10 +146,10 @@ def ingest_many(
     earlier item) is a replay or a conflict, whether or not the body is valid."""
     now = utc_now()
     events: list[NewEvent | OpenPartnerError] = []
-    for item in items:
+    for item, event_id in zip(items, new_ids("evt", len(items)), strict=True):
         item.digest = request_hash(item.program.id, item.body)
         try:
-            events.append(build(session, item, settings, now, source))
+            events.append(build(session, item, settings, now, source, event_id))
         except OpenPartnerError as exc:
             events.append(exc)
     return ingest_new(session, items, events)
@@ -178,7 +178,10 @@ def ingest_new(
             for row in rows
         ),
     )
-    sync_events(session, [e.id for e in fresh if _key(e) in inserted])
+    stored_now = [e for e in fresh if _key(e) in inserted]
+    ruled = programs_with_commissions(session, {e.program_id for e in stored_now})
+    if ruled:
+        sync_events(session, [e.id for e in stored_now if e.program_id in ruled])
     # What each key holds now: the row one of these items stored (and which), or an older one.
     stored = {
         _key(e): (e.request_hash, e.response, first[_key(e)]) for e in fresh if _key(e) in inserted
@@ -270,7 +273,12 @@ def _insert(session: Session, events: Sequence[NewEvent]) -> set[tuple[str, str]
 
 
 def build(
-    session: Session, item: Pending, settings: Settings, now: datetime, source: str
+    session: Session,
+    item: Pending,
+    settings: Settings,
+    now: datetime,
+    source: str,
+    event_id: str | None = None,
 ) -> NewEvent:
     """Validate one event into the row to insert; raises the error a client should see. Only
     :func:`needs_lookups` events read the database."""
@@ -330,7 +338,7 @@ def build(
             errors=[{"loc": ["body", "customer_id"], "msg": "required", "type": "missing"}],
         )
     return NewEvent(
-        id=new_id("evt"),
+        id=event_id or new_id("evt"),
         program_id=program.id,
         type=body.type,
         customer_id=customer_id,
