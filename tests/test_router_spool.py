@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -14,9 +17,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from openpartner.clicks.writer import ClickRecord, record_clicks
 from openpartner.core.ids import new_id
+from openpartner.db.migrate import upgrade
 from openpartner.router.app import router_engine
 from openpartner.router.recorder import Recorder, RouterStats
-from openpartner.router.spool import Spool, encode
+from openpartner.router.spool import SEGMENT_MAX_BYTES, Spool, encode
 from tests.router_support import (
     Outage,
     RouterDatabase,
@@ -77,6 +81,18 @@ def test_a_full_spool_refuses_and_keeps_what_it_has(tmp_path: Path) -> None:
     segment = spool.claim_next()
     assert segment is not None and segment.records == batch
     spool.release(segment)
+
+
+def test_segments_are_closed_at_about_a_megabyte(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, max_bytes=10**8)
+    batch_bytes = len("".join(encode(record) for record in records(None, 100)))
+    for _ in range(50):
+        assert spool.append(records(None, 100))
+    spool.close_active()
+    sizes = sorted(path.stat().st_size for path in tmp_path.glob("*.jsonl"))
+    assert SEGMENT_MAX_BYTES == 1024 * 1024 and len(sizes) >= 2
+    assert all(size <= SEGMENT_MAX_BYTES + batch_bytes for size in sizes)
+    assert sum(size >= SEGMENT_MAX_BYTES for size in sizes) == len(sizes) - 1  # all but the last
 
 
 def test_a_live_process_segment_is_left_alone(tmp_path: Path) -> None:
@@ -199,3 +215,25 @@ def test_a_click_answered_after_the_final_flush_goes_to_the_spool(tmp_path: Path
     segment = Spool(tmp_path, 10**7).claim_next()
     assert segment is not None and len(segment.records) == 1
     segment.handle.close()
+
+
+def test_a_flush_waits_for_the_sqlite_write_lock_instead_of_spooling(tmp_path: Path) -> None:
+    # Two router workers on one SQLite file take turns at the write lock; a flush that finds it
+    # taken waits for it: the database is busy, not unreachable.
+    path = tmp_path / "router.db"
+    engine = router_engine(router_settings(f"sqlite:///{path}", tmp_path))
+    upgrade(engine)
+    spool = Spool(tmp_path / "spool", 10**7)
+    stats = RouterStats()
+    recorder = Recorder(sessionmaker(bind=engine), spool, stats, interval=0.05, buffer_max=100)
+    other_worker = sqlite3.connect(path, isolation_level=None)
+    other_worker.execute("BEGIN IMMEDIATE")
+    flush = threading.Thread(target=recorder.flush_sync, args=(records(None, 3),))
+    flush.start()
+    time.sleep(2.5)  # longer than the busy wait that used to give up and spool
+    other_worker.execute("COMMIT")
+    flush.join()
+    other_worker.close()
+    engine.dispose()
+    assert stats.database_up and stats.clicks_spooled == 0
+    assert stats.clicks_written == 3 and not spool.has_pending()

@@ -55,6 +55,9 @@ _REDIRECT_HEADERS: Headers = [
     (b"content-length", b"0"),
 ]
 _ROBOTS = b"User-agent: *\nDisallow: /\n"
+# Only a lock held this long (a backup, a migration) sends SQLite clicks to the spool; it stays
+# under the 30 s Granian gives a stopping worker, so a final flush still reaches the spool.
+SQLITE_BUSY_TIMEOUT_MS = 20_000
 
 
 def _page(status: int, title: str, *extra: tuple[bytes, bytes]) -> tuple[int, Headers, bytes]:
@@ -82,9 +85,11 @@ def router_engine(settings: Settings) -> Engine:
         engine = create_engine(url)
 
         @event.listens_for(engine, "connect")
-        def _short_busy_wait(dbapi_connection: Any, _record: Any) -> None:
-            # A locked database should send clicks to the spool quickly, not stall a flush.
-            dbapi_connection.execute("PRAGMA busy_timeout=2000")
+        def _patient_busy_wait(dbapi_connection: Any, _record: Any) -> None:
+            # Every router worker writes to the same file and SQLite has one writer at a time: a
+            # flush waits its turn (others commit within milliseconds) instead of mistaking a
+            # busy database for an unreachable one and spilling to the spool.
+            dbapi_connection.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
 
         return engine
     # Fail fast when the database is unreachable (the spool takes over), never hang a flush.
