@@ -146,7 +146,9 @@ def test_recorder_spools_while_the_database_is_unreachable_and_replays_once(
 ) -> None:
     link = seed_link(db.engine)
     outage = Outage(db.url)
-    settings = router_settings(outage.router_url, tmp_path)
+    settings = router_settings(
+        outage.router_url, tmp_path, router_write_lock_wait_ms=Outage.LOCK_WAIT_MS
+    )
     engine = router_engine(settings)
     stats = RouterStats()
     spool = Spool(tmp_path / "spool", 10**8)

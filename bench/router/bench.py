@@ -115,6 +115,26 @@ def wait_http(url: str, timeout: float = 30) -> None:
     raise SystemExit(f"{url} did not come up")
 
 
+def wait_workers(health_url: str, workers: int, timeout: float = 60) -> None:
+    """Until every worker answers ready: wrk opens its connections once, and a worker still
+    starting would get none of them. Each request opens a new connection, so the kernel hands
+    it to any worker that accepts; the pid in /health tells them apart."""
+    deadline = time.monotonic() + timeout
+    ready: set[int] = set()
+    while len(ready) < workers:
+        if time.monotonic() > deadline:
+            raise SystemExit(f"only {len(ready)} of {workers} router workers came up")
+        try:
+            response = httpx.get(health_url, timeout=1)
+        except httpx.HTTPError:
+            time.sleep(0.1)
+            continue
+        if response.status_code == 200:
+            ready.add(response.json()["pid"])
+        else:
+            time.sleep(0.05)
+
+
 def run_nginx(tmp: Path, args: argparse.Namespace) -> Result:
     port = free_port()
     conf = tmp / "nginx.conf"
@@ -203,7 +223,7 @@ def run_router(url: str, backend: str, workers: int, tmp: Path, args: argparse.N
     proc = subprocess.Popen(cmd, env=env, start_new_session=True)
     try:
         link = f"http://127.0.0.1:{port}/{LINK_KEY}"
-        wait_http(f"http://127.0.0.1:{port}/health")
+        wait_workers(f"http://127.0.0.1:{port}/health", workers)
         warm = wrk(link, 2, args.connections, args.visitors)
         result = wrk(link, args.duration, args.connections, args.visitors)
     finally:
