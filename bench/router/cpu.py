@@ -6,7 +6,8 @@ shared machine, where requests/s move with everyone else's load but CPU per requ
 Starts the router as bench.py does, warms it up, then reads the CPU time (user + system, from
 /proc) of the router's processes (the server and its workers, every thread), of the PostgreSQL
 backends serving its database, and of wrk, around one wrk run; divides each by the requests
-answered. Then stops the router cleanly and checks no click was lost.
+answered, once every answered click has been written (clicks still buffered when wrk stops
+are part of the cost). Then stops the router cleanly and checks no click was lost.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import httpx
@@ -103,16 +105,28 @@ def main() -> None:
             wait_workers(f"http://127.0.0.1:{port}/health", args.workers)
             warm = wrk(link, 2, args.connections, args.visitors)
             router = group_pids(proc.pid)
-            with admin.connect() as conn:
-                backends = list(
-                    conn.exec_driver_sql(
+
+            def backends() -> dict[int, float]:
+                # The pool may open connections during the run: they count from their start.
+                with admin.connect() as conn:
+                    pids = conn.exec_driver_sql(
                         "SELECT pid FROM pg_stat_activity WHERE datname = %s", (name,)
                     ).scalars()
-                )
+                    return {pid: cpu_us([pid]) for pid in pids}
+
             load_before = os.getloadavg()
-            before = cpu_us(router), cpu_us(backends), children_cpu_us()
+            before = cpu_us(router), backends()
+            wrk_before = children_cpu_us()
             result = wrk(link, args.duration, args.connections, args.visitors)
-            after = cpu_us(router), cpu_us(backends), children_cpu_us()
+            wrk_us = children_cpu_us() - wrk_before
+            written_by_end = count_clicks(url)
+            # The clicks still buffered when wrk stops are part of the cost: wait until every
+            # answered click is in the table, then read the clocks.
+            answered = warm.requests + result.requests
+            deadline = time.monotonic() + 300
+            while count_clicks(url) < answered and time.monotonic() < deadline:
+                time.sleep(0.2)
+            after = cpu_us(router), backends()
             health = {}
             for _ in range(20):  # each worker's counters (a new connection per request)
                 body = httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).json()
@@ -122,13 +136,16 @@ def main() -> None:
             proc.wait(timeout=60)
         rows = count_clicks(url)
         n = result.requests
-        router_us, pg_us, wrk_us = ((b - a) / n for a, b in zip(before, after, strict=True))
+        router_us = (after[0] - before[0]) / n
+        pg_us = sum(cpu - before[1].get(pid, 0.0) for pid, cpu in after[1].items()) / n
+        wrk_us /= n
         visitors = "new visitors" if args.visitors else "one visitor"
         print(
             f"{args.backend}, {args.workers} workers, {visitors}: "
             f"{result.rps:,.0f} req/s, p50 {result.p50_ms:.2f} ms, p99 {result.p99_ms:.2f} ms; "
             f"CPU per request: router {router_us:.1f} us, postgresql {pg_us:.1f} us, "
-            f"wrk {wrk_us:.1f} us; lost {max(0, n + warm.requests - rows)}; "
+            f"wrk {wrk_us:.1f} us; written by the end of the run {written_by_end:,} of "
+            f"{n + warm.requests:,}; lost {max(0, n + warm.requests - rows)}; "
             f"load average {load_before[0]:.1f} before, {os.getloadavg()[0]:.1f} after"
         )
         for pid, body in health.items():
