@@ -68,6 +68,12 @@ def children_cpu_us() -> float:
     return (usage.ru_utime + usage.ru_stime) * 1_000_000
 
 
+def wait_written(url: str, rows: int, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while count_clicks(url) < rows and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--backend", default="postgresql")
@@ -104,6 +110,7 @@ def main() -> None:
             link = f"http://127.0.0.1:{port}/{LINK_KEY}"
             wait_workers(f"http://127.0.0.1:{port}/health", args.workers)
             warm = wrk(link, 2, args.connections, args.visitors)
+            wait_written(url, warm.requests)  # the warm-up's clicks are not this run's work
             router = group_pids(proc.pid)
 
             def backends() -> dict[int, float]:
@@ -122,10 +129,7 @@ def main() -> None:
             written_by_end = count_clicks(url)
             # The clicks still buffered when wrk stops are part of the cost: wait until every
             # answered click is in the table, then read the clocks.
-            answered = warm.requests + result.requests
-            deadline = time.monotonic() + 300
-            while count_clicks(url) < answered and time.monotonic() < deadline:
-                time.sleep(0.2)
+            wait_written(url, warm.requests + result.requests)
             after = cpu_us(router), backends()
             health = {}
             for _ in range(20):  # each worker's counters (a new connection per request)
