@@ -19,7 +19,7 @@ from openpartner.clicks.writer import ClickRecord, record_clicks
 from openpartner.core.ids import new_id
 from openpartner.db.migrate import upgrade
 from openpartner.router.app import router_engine
-from openpartner.router.recorder import Recorder, RouterStats
+from openpartner.router.recorder import FLUSH_MAX_CLICKS, Recorder, RouterStats
 from openpartner.router.spool import SEGMENT_MAX_BYTES, Spool, encode
 from tests.router_support import (
     Outage,
@@ -179,6 +179,33 @@ def test_recorder_spools_while_the_database_is_unreachable_and_replays_once(
     assert stats.clicks_written == 5 and stats.clicks_replayed == 10
     assert not spool.has_pending()
     assert count_clicks(db.engine, link_id=link.link_id) == 15
+
+
+def test_a_backlog_is_written_in_bounded_batches(db: RouterDatabase, tmp_path: Path) -> None:
+    # Each transaction holds the writers' lock: a backlog goes in batches, the oldest first.
+    link = seed_link(db.engine)
+    engine = router_engine(router_settings(db.url, tmp_path))
+    stats = RouterStats()
+    recorder = Recorder(
+        sessionmaker(bind=engine),
+        Spool(tmp_path / "spool", 10**8),
+        stats,
+        interval=0.05,
+        buffer_max=10**6,
+    )
+    backlog = records(link, FLUSH_MAX_CLICKS + 3)
+
+    async def run() -> None:
+        for record in backlog:
+            recorder.add(record)
+        await recorder.flush()
+        assert stats.clicks_written == FLUSH_MAX_CLICKS and recorder.buffer == backlog[-3:]
+        await recorder.flush()
+
+    asyncio.run(run())
+    engine.dispose()
+    assert stats.clicks_written == len(backlog) and stats.clicks_spooled == 0
+    assert count_clicks(db.engine, link_id=link.link_id) == len(backlog)
 
 
 def test_a_replayed_batch_that_had_landed_is_not_written_twice(

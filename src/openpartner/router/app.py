@@ -1,8 +1,12 @@
-"""The click router: a raw ASGI app (no framework) serving ``GET|HEAD /{key}`` and ``/r/{key}``.
+"""The click router (no framework) serving ``GET|HEAD /{key}`` and ``/r/{key}``.
 
 A request does no I/O: the link comes from the in-process cache, the click goes into the
 recorder's buffer, and the answer is a ``302`` whose ``Location`` is two precompiled strings
 around a fresh click id. Everything that touches the database runs on worker threads.
+
+``RouterApp.answer`` is the whole request logic, free of any protocol. Granian serves it through
+its native RSGI interface (``__rsgi__``: cheaper per request than ASGI); ``__call__`` is the same
+app over ASGI, which the in-process tests drive.
 """
 
 from __future__ import annotations
