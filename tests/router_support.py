@@ -317,8 +317,12 @@ class Outage:
 
     PostgreSQL: the router connects through a :class:`TcpProxy` that is cut and restored.
     SQLite: another connection holds an exclusive lock, so every router transaction fails
-    with "database is locked" (the file cannot be "unreachable" for a process on this host).
+    with "database is locked" (the file cannot be "unreachable" for a process on this host)
+    once it has waited ``LOCK_WAIT_MS`` for its turn: routers under test set that wait
+    (``ROUTER_WRITE_LOCK_WAIT_MS``) rather than the default 20 s.
     """
+
+    LOCK_WAIT_MS = 500
 
     def __init__(self, url: str) -> None:
         self.url = url

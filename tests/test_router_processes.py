@@ -192,7 +192,9 @@ def test_database_outage_redirects_keep_working_and_every_click_lands_once(
     link = seed_link(db.engine)
     outage = Outage(db.url)
     try:
-        router = start_router(outage.router_url, tmp_path / "r")
+        router = start_router(
+            outage.router_url, tmp_path / "r", ROUTER_WRITE_LOCK_WAIT_MS=str(Outage.LOCK_WAIT_MS)
+        )
         routers.append(router)
         before = [click_id_of(get(router, f"/{link.key}").headers["location"]) for _ in range(5)]
         wait_until(lambda: len(stored_clicks(db.engine, before)) == 5)

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -14,9 +17,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from openpartner.clicks.writer import ClickRecord, record_clicks
 from openpartner.core.ids import new_id
+from openpartner.db.migrate import upgrade
 from openpartner.router.app import router_engine
-from openpartner.router.recorder import Recorder, RouterStats
-from openpartner.router.spool import Spool, encode
+from openpartner.router.recorder import FLUSH_MAX_CLICKS, Recorder, RouterStats
+from openpartner.router.spool import SEGMENT_MAX_BYTES, Spool, encode
 from tests.router_support import (
     Outage,
     RouterDatabase,
@@ -79,6 +83,18 @@ def test_a_full_spool_refuses_and_keeps_what_it_has(tmp_path: Path) -> None:
     spool.release(segment)
 
 
+def test_segments_are_closed_at_about_a_megabyte(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, max_bytes=10**8)
+    batch_bytes = len("".join(encode(record) for record in records(None, 100)))
+    for _ in range(50):
+        assert spool.append(records(None, 100))
+    spool.close_active()
+    sizes = sorted(path.stat().st_size for path in tmp_path.glob("*.jsonl"))
+    assert SEGMENT_MAX_BYTES == 1024 * 1024 and len(sizes) >= 2
+    assert all(size <= SEGMENT_MAX_BYTES + batch_bytes for size in sizes)
+    assert sum(size >= SEGMENT_MAX_BYTES for size in sizes) == len(sizes) - 1  # all but the last
+
+
 def test_a_live_process_segment_is_left_alone(tmp_path: Path) -> None:
     owner, other = Spool(tmp_path, 10**7), Spool(tmp_path, 10**7)
     owner.append(records(None, 2))
@@ -130,7 +146,9 @@ def test_recorder_spools_while_the_database_is_unreachable_and_replays_once(
 ) -> None:
     link = seed_link(db.engine)
     outage = Outage(db.url)
-    settings = router_settings(outage.router_url, tmp_path)
+    settings = router_settings(
+        outage.router_url, tmp_path, router_write_lock_wait_ms=Outage.LOCK_WAIT_MS
+    )
     engine = router_engine(settings)
     stats = RouterStats()
     spool = Spool(tmp_path / "spool", 10**8)
@@ -161,6 +179,33 @@ def test_recorder_spools_while_the_database_is_unreachable_and_replays_once(
     assert stats.clicks_written == 5 and stats.clicks_replayed == 10
     assert not spool.has_pending()
     assert count_clicks(db.engine, link_id=link.link_id) == 15
+
+
+def test_a_backlog_is_written_in_bounded_batches(db: RouterDatabase, tmp_path: Path) -> None:
+    # Each transaction holds the writers' lock: a backlog goes in batches, the oldest first.
+    link = seed_link(db.engine)
+    engine = router_engine(router_settings(db.url, tmp_path))
+    stats = RouterStats()
+    recorder = Recorder(
+        sessionmaker(bind=engine),
+        Spool(tmp_path / "spool", 10**8),
+        stats,
+        interval=0.05,
+        buffer_max=10**6,
+    )
+    backlog = records(link, FLUSH_MAX_CLICKS + 3)
+
+    async def run() -> None:
+        for record in backlog:
+            recorder.add(record)
+        await recorder.flush()
+        assert stats.clicks_written == FLUSH_MAX_CLICKS and recorder.buffer == backlog[-3:]
+        await recorder.flush()
+
+    asyncio.run(run())
+    engine.dispose()
+    assert stats.clicks_written == len(backlog) and stats.clicks_spooled == 0
+    assert count_clicks(db.engine, link_id=link.link_id) == len(backlog)
 
 
 def test_a_replayed_batch_that_had_landed_is_not_written_twice(
@@ -199,3 +244,25 @@ def test_a_click_answered_after_the_final_flush_goes_to_the_spool(tmp_path: Path
     segment = Spool(tmp_path, 10**7).claim_next()
     assert segment is not None and len(segment.records) == 1
     segment.handle.close()
+
+
+def test_a_flush_waits_for_the_sqlite_write_lock_instead_of_spooling(tmp_path: Path) -> None:
+    # Two router workers on one SQLite file take turns at the write lock; a flush that finds it
+    # taken waits for it: the database is busy, not unreachable.
+    path = tmp_path / "router.db"
+    engine = router_engine(router_settings(f"sqlite:///{path}", tmp_path))
+    upgrade(engine)
+    spool = Spool(tmp_path / "spool", 10**7)
+    stats = RouterStats()
+    recorder = Recorder(sessionmaker(bind=engine), spool, stats, interval=0.05, buffer_max=100)
+    other_worker = sqlite3.connect(path, isolation_level=None)
+    other_worker.execute("BEGIN IMMEDIATE")
+    flush = threading.Thread(target=recorder.flush_sync, args=(records(None, 3),))
+    flush.start()
+    time.sleep(2.5)  # longer than the busy wait that used to give up and spool
+    other_worker.execute("COMMIT")
+    flush.join()
+    other_worker.close()
+    engine.dispose()
+    assert stats.database_up and stats.clicks_spooled == 0
+    assert stats.clicks_written == 3 and not spool.has_pending()

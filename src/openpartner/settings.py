@@ -49,6 +49,13 @@ class Settings(BaseSettings):
         description="Where clicks wait while the database is unreachable. Empty: <data_dir>/spool.",
     )
     router_spool_max_bytes: int = Field(default=1024**3, ge=1024 * 1024)
+    router_write_lock_wait_ms: int = Field(
+        default=20_000,
+        ge=100,
+        le=25_000,
+        description="How long a flush waits for its turn to write (router processes take turns) "
+        "before its clicks go to the spool.",
+    )
     router_buffer_max_clicks: int = Field(
         default=1_000_000, ge=1000, description="Memory guard while a flush is stuck."
     )

@@ -32,7 +32,7 @@ def create_click(
         principal,
         body,
         origin=origin,
-        client_ip=client_ip(peer, forwarded.encode("latin-1") if forwarded else None, trusted),
+        client_ip=client_ip(peer, forwarded, trusted),
         client_user_agent=request.headers.get("user-agent"),
     )
     if principal.kind == "publishable" and origin:

@@ -1,8 +1,12 @@
-"""The click router: a raw ASGI app (no framework) serving ``GET|HEAD /{key}`` and ``/r/{key}``.
+"""The click router (no framework) serving ``GET|HEAD /{key}`` and ``/r/{key}``.
 
 A request does no I/O: the link comes from the in-process cache, the click goes into the
 recorder's buffer, and the answer is a ``302`` whose ``Location`` is two precompiled strings
 around a fresh click id. Everything that touches the database runs on worker threads.
+
+``RouterApp.answer`` is the whole request logic, free of any protocol. Granian serves it through
+its native RSGI interface (``__rsgi__``: cheaper per request than ASGI); ``__call__`` is the same
+app over ASGI, which the in-process tests drive.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import sessionmaker
 
 from openpartner.clicks.flags import is_bot
-from openpartner.clicks.writer import NO_UTM, ClickRecord, Utm, clean_text, utm_fields
+from openpartner.clicks.writer import NO_UTM, ClickRecord, clean_text, utm_fields
 from openpartner.core.ids import new_id
 from openpartner.core.time import utc_now
 from openpartner.db.engine import create_engine
@@ -46,26 +50,28 @@ log = logging.getLogger(__name__)
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
-Headers = list[tuple[bytes, bytes]]
+Headers = list[tuple[str, str]]
+Response = tuple[int, Headers, bytes]
+HeaderGetter = Callable[[str], "str | None"]
 # The redirect itself must never be cached (each visit is a new click) and must not hand the
 # partner page's full URL to the destination's third parties.
 _REDIRECT_HEADERS: Headers = [
-    (b"cache-control", b"no-store"),
-    (b"referrer-policy", b"strict-origin-when-cross-origin"),
-    (b"content-length", b"0"),
+    ("cache-control", "no-store"),
+    ("referrer-policy", "strict-origin-when-cross-origin"),
+    ("content-length", "0"),
 ]
 _ROBOTS = b"User-agent: *\nDisallow: /\n"
 
 
-def _page(status: int, title: str, *extra: tuple[bytes, bytes]) -> tuple[int, Headers, bytes]:
+def _page(status: int, title: str, *extra: tuple[str, str]) -> Response:
     body = (
         f"<!doctype html><meta charset=utf-8><title>{title}</title>"
         f"<h1>{title}</h1><p>This partner link is not available.</p>"
     ).encode()
     headers = [
-        (b"content-type", b"text/html; charset=utf-8"),
-        (b"cache-control", b"no-store"),
-        (b"content-length", str(len(body)).encode()),
+        ("content-type", "text/html; charset=utf-8"),
+        ("cache-control", "no-store"),
+        ("content-length", str(len(body))),
         *extra,
     ]
     return status, headers, body
@@ -73,18 +79,32 @@ def _page(status: int, title: str, *extra: tuple[bytes, bytes]) -> tuple[int, He
 
 NOT_FOUND = _page(404, "Link not found")
 GONE = _page(410, "Link no longer active")
-STARTING = _page(503, "Starting", (b"retry-after", b"1"))
+STARTING = _page(503, "Starting", ("retry-after", "1"))
+_NOT_ALLOWED_BODY = b"Method not allowed\n"
+NOT_ALLOWED: Response = (
+    405,
+    [("allow", "GET, HEAD"), ("content-length", str(len(_NOT_ALLOWED_BODY)))],
+    _NOT_ALLOWED_BODY,
+)
+ROBOTS: Response = (
+    200,
+    [("content-type", "text/plain"), ("content-length", str(len(_ROBOTS)))],
+    _ROBOTS,
+)
 
 
 def router_engine(settings: Settings) -> Engine:
     url = settings.effective_database_url
+    lock_wait = settings.router_write_lock_wait_ms
     if url.startswith("sqlite"):
         engine = create_engine(url)
 
         @event.listens_for(engine, "connect")
-        def _short_busy_wait(dbapi_connection: Any, _record: Any) -> None:
-            # A locked database should send clicks to the spool quickly, not stall a flush.
-            dbapi_connection.execute("PRAGMA busy_timeout=2000")
+        def _patient_busy_wait(dbapi_connection: Any, _record: Any) -> None:
+            # Every router worker writes to the same file and SQLite has one writer at a time: a
+            # flush waits its turn (others commit within milliseconds) instead of mistaking a
+            # busy database for an unreachable one and spilling to the spool.
+            dbapi_connection.execute(f"PRAGMA busy_timeout={lock_wait}")
 
         return engine
     # Fail fast when the database is unreachable (the spool takes over), never hang a flush.
@@ -95,7 +115,8 @@ def router_engine(settings: Settings) -> Engine:
         connect_args={
             "connect_timeout": 3,
             "tcp_user_timeout": 5000,
-            "options": "-c lock_timeout=5000 -c statement_timeout=30000",
+            # The same patience for the writers' advisory lock.
+            "options": f"-c lock_timeout={lock_wait} -c statement_timeout=30000",
         },
     )
 
@@ -117,9 +138,9 @@ class RouterApp:
         )
         self.secret = server_secrets(settings)[0]
         self.trusted = parse_trusted(settings.router_trusted_proxies)
-        self.country_header = settings.router_country_header.strip().lower().encode()
+        self.country_header = settings.router_country_header.strip().lower()
         self.insecure_localhost = settings.router_insecure_localhost_cookies
-        self._hosts: dict[bytes, str] = {}
+        self._hosts: dict[str, str] = {}
         limit, window = settings.router_ip_rate_limit, settings.router_ip_rate_window_seconds
         self.local_limiter = (
             LocalLimiter(limit, window) if limit and not settings.redis_url else None
@@ -134,51 +155,72 @@ class RouterApp:
         self._cache_stale = False
         self._stopping = asyncio.Event()
 
+    # --- the two ways in: RSGI (Granian, in production) and ASGI (tests, embedding) --------
+
+    async def __rsgi__(self, scope: Any, protocol: Any) -> None:
+        # Granian's native interface: no message dicts, headers looked up in Rust. Header
+        # values that are not visible ASCII are absent here (browsers send none).
+        if scope.proto != "http":
+            return
+        status, headers, body = await self.answer(
+            scope.method, scope.path, scope.query_string, scope.headers.get, scope.client
+        )
+        if body and scope.method != "HEAD":
+            protocol.response_bytes(status, headers, body)
+        else:
+            protocol.response_empty(status, headers)
+
+    def __rsgi_init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        loop.run_until_complete(self.startup())
+
+    def __rsgi_del__(self, loop: asyncio.AbstractEventLoop) -> None:
+        loop.run_until_complete(self.shutdown())
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            await self.handle(scope, send)
+            # As over RSGI: a header value that is not ASCII is absent.
+            headers: dict[str, str] = {}
+            for name, value in scope["headers"]:
+                with contextlib.suppress(UnicodeDecodeError):
+                    headers[name.decode("ascii")] = value.decode("ascii")
+            client = scope.get("client")
+            method = scope["method"]
+            status, head, body = await self.answer(
+                method,
+                scope["path"],
+                scope["query_string"].decode("latin-1"),
+                headers.get,
+                f"{client[0]}:{client[1]}" if client else "",
+            )
+            start = [(name.encode(), value.encode("latin-1")) for name, value in head]
+            await send({"type": "http.response.start", "status": status, "headers": start})
+            await send({"type": "http.response.body", "body": b"" if method == "HEAD" else body})
         elif scope["type"] == "lifespan":
             await self.lifespan(receive, send)
 
     # --- requests -----------------------------------------------------------------------
 
-    async def handle(self, scope: Scope, send: Send) -> None:
-        method = scope["method"]
+    async def answer(
+        self, method: str, path: str, query: str, header: HeaderGetter, client: str
+    ) -> Response:
+        """The response to one request. ``client`` is the peer as ``address:port``."""
         if method != "GET" and method != "HEAD":
-            body = b"Method not allowed\n"
-            headers = [(b"allow", b"GET, HEAD"), (b"content-length", str(len(body)).encode())]
-            await _respond(send, 405, headers, body, method)
-            return
-        path: str = scope["path"]
+            return NOT_ALLOWED
         key = path[3:] if path.startswith("/r/") else path[1:]
         if key.endswith("/"):
             key = key[:-1]
         entry = self.cache.links.get(key)
         if entry is None:
             if not self.cache.loaded and path != "/health":
-                await _respond(send, *STARTING, method)
-                return
-            await self._not_a_link(path, method, send)
-            return
+                return STARTING
+            return self._not_a_link(path)
         if entry.gone:
-            await _respond(send, *GONE, method)
-            return
+            return GONE
 
-        host = ua = referer = forwarded = country = None
-        country_header = self.country_header
-        for name, value in scope["headers"]:
-            if name == b"host":
-                host = value
-            elif name == b"user-agent":
-                ua = value
-            elif name == b"referer":
-                referer = value
-            elif name == b"x-forwarded-for":
-                forwarded = value
-            elif name == country_header:
-                country = value
-        peer = scope["client"][0] if scope.get("client") else ""
-        ip = client_ip(peer, forwarded, self.trusted)
+        peer = client.rsplit(":", 1)[0]
+        if peer.startswith("["):
+            peer = peer[1:-1]
+        ip = client_ip(peer, header("x-forwarded-for"), self.trusted)
         ip_hash = keyed_hash(ip, purpose="ip", secret=self.secret)
         if self.local_limiter is not None:
             retry = self.local_limiter.hit(ip_hash)
@@ -188,21 +230,20 @@ class RouterApp:
             retry = 0
         if retry:
             headers = [
-                (b"retry-after", str(retry).encode()),
-                (b"cache-control", b"no-store"),
-                (b"content-length", b"18"),
+                ("retry-after", str(retry)),
+                ("cache-control", "no-store"),
+                ("content-length", "18"),
             ]
-            await _respond(send, 429, headers, b"Too many requests\n", method)
-            return
+            return 429, headers, b"Too many requests\n"
         if method == "HEAD":
             # A HEAD is a probe (link checkers, security scanners), never a visit: no click.
-            headers = [(b"location", entry.plain.encode()), *_REDIRECT_HEADERS]
-            await _respond(send, 302, headers, b"", method)
-            return
+            return 302, [("location", entry.plain), *_REDIRECT_HEADERS], b""
 
         click_id = new_id("clk")
         location = entry.prefix + click_id + entry.suffix
-        user_agent = ua.decode("utf-8", "replace") if ua else None
+        user_agent = header("user-agent")
+        referer = header("referer")
+        country = header(self.country_header) if self.country_header else None
         self.recorder.add(
             ClickRecord(
                 click_id,
@@ -213,27 +254,28 @@ class RouterApp:
                 ip_hash,
                 keyed_hash(f"{ip}\n{user_agent or ''}", purpose="visitor", secret=self.secret),
                 clean_text(user_agent, 512),
-                clean_text(referer.decode("utf-8", "replace"), 2048) if referer else None,
+                clean_text(referer, 2048),
                 location[:2048],
-                *_utm(scope["query_string"]),
+                *(utm_fields(query) if "utm_" in query else NO_UTM),
                 _country(country),
                 "router",
                 is_bot(user_agent),
             )
         )
-        headers = [(b"location", location.encode()), *_REDIRECT_HEADERS]
+        headers = [("location", location), *_REDIRECT_HEADERS]
         program = entry.program
-        if program.cookie_domain is not None and host is not None:
-            cookie = self._cookie(program, host)
+        if program.cookie_domain is not None:
+            cookie = self._cookie(program, header("host"))
             if cookie is not None:
                 head, tail = cookie
-                headers.append((b"set-cookie", (head + click_id + tail).encode()))
-        await send({"type": "http.response.start", "status": 302, "headers": headers})
-        await send({"type": "http.response.body", "body": b""})
+                headers.append(("set-cookie", head + click_id + tail))
+        return 302, headers, b""
 
-    def _cookie(self, program: ProgramEntry, raw_host: bytes) -> tuple[str, str] | None:
+    def _cookie(self, program: ProgramEntry, raw_host: str | None) -> tuple[str, str] | None:
         """The program's cookie when this router host may set it (the host is the program's
         cookie domain or a subdomain of it), else None."""
+        if raw_host is None:
+            return None
         host = self._hosts.get(raw_host)
         if host is None:
             if len(self._hosts) > 1024:
@@ -246,26 +288,21 @@ class RouterApp:
             return program.cookie_insecure
         return program.cookie_secure
 
-    async def _not_a_link(self, path: str, method: str, send: Send) -> None:
+    def _not_a_link(self, path: str) -> Response:
         if path == "/health":
             self.stats.buffer_depth = len(self.recorder.buffer)
             ready = self.cache.loaded
             body = dumps_stats(self.stats, len(self.cache), ready=ready)
             headers = [
-                (b"content-type", b"application/json"),
-                (b"cache-control", b"no-store"),
-                (b"content-length", str(len(body)).encode()),
+                ("content-type", "application/json"),
+                ("cache-control", "no-store"),
+                ("content-length", str(len(body))),
             ]
-            await _respond(send, 200 if ready else 503, headers, body, method)
-        elif path == "/robots.txt":
+            return 200 if ready else 503, headers, body
+        if path == "/robots.txt":
             # Well-behaved crawlers stay off partner links, so they never become clicks at all.
-            headers = [
-                (b"content-type", b"text/plain"),
-                (b"content-length", str(len(_ROBOTS)).encode()),
-            ]
-            await _respond(send, 200, headers, _ROBOTS, method)
-        else:
-            await _respond(send, *NOT_FOUND, method)
+            return ROBOTS
+        return NOT_FOUND
 
     # --- lifespan -----------------------------------------------------------------------
 
@@ -348,22 +385,11 @@ class RouterApp:
                 cache.prune(session)
 
 
-def _utm(query_string: bytes) -> Utm:
-    if not query_string or b"utm_" not in query_string:
-        return NO_UTM
-    return utm_fields(query_string.decode("latin-1"))
-
-
-def _country(raw: bytes | None) -> str | None:
+def _country(raw: str | None) -> str | None:
     if raw is None:
         return None
     value = raw.strip().upper()
-    return value.decode() if len(value) == 2 and value.isalpha() else None
-
-
-async def _respond(send: Send, status: int, headers: Headers, body: bytes, method: str) -> None:
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": b"" if method == "HEAD" else body})
+    return value if len(value) == 2 and value.isalpha() else None
 
 
 def create_app(settings: Settings | None = None) -> RouterApp:

@@ -1,8 +1,8 @@
-"""Serve the router with Granian (a Rust HTTP server for ASGI apps).
+"""Serve the router with Granian (a Rust HTTP server), through its native RSGI interface.
 
-Measured on a 2-core machine with a bare ASGI app answering 302, Granian served about 1.3x as
-many requests per second as uvicorn with uvloop and httptools: the difference that lets the
-router reach its throughput target (docs/benchmarks.md).
+Measured on a 2-core machine with a bare app answering 302, Granian served about 1.3x as many
+requests per second as uvicorn with uvloop and httptools, and RSGI costs less CPU per request
+than ASGI (no message dicts, headers looked up in Rust): docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def serve(settings: Settings, *, host: str, port: int, workers: int) -> None:
         factory=True,
         address=host,
         port=port,
-        interface=Interfaces.ASGI,
+        interface=Interfaces.RSGI,
         workers=workers,
         loop=Loops.uvloop,
         http=HTTPModes.http1,

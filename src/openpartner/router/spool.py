@@ -26,7 +26,9 @@ from openpartner.clicks.writer import ClickRecord
 
 log = logging.getLogger(__name__)
 
-SEGMENT_MAX_BYTES = 4 * 1024 * 1024
+# About 1 MB per segment: a replay is one transaction per segment (a few thousand clicks, well
+# under a second), and the bounded spool is freed segment by segment as the replay goes.
+SEGMENT_MAX_BYTES = 1024 * 1024
 SEGMENT_MAX_AGE_SECONDS = 5.0
 
 

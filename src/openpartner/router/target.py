@@ -40,11 +40,11 @@ def host_in_domain(host: str, domain: str) -> bool:
     return host == domain or host.endswith("." + domain)
 
 
-def request_host(raw: bytes | None) -> str:
+def request_host(raw: str | None) -> str:
     """The Host header without port, lower-cased; empty when absent or malformed."""
     if not raw:
         return ""
-    host = raw.decode("latin-1").strip().lower()
+    host = raw.strip().lower()
     if host.startswith("["):  # IPv6 literal
         return host[: host.find("]") + 1] if "]" in host else ""
     return host.rsplit(":", 1)[0] if ":" in host else host
@@ -82,13 +82,13 @@ def parse_trusted(value: str) -> frozenset[str]:
     return frozenset(part.strip() for part in value.split(",") if part.strip())
 
 
-def client_ip(peer: str, forwarded_for: bytes | None, trusted: frozenset[str]) -> str:
+def client_ip(peer: str, forwarded_for: str | None, trusted: frozenset[str]) -> str:
     """The client's address: the peer, unless the peer is a trusted proxy, in which case the
     right-most X-Forwarded-For entry that is not itself a trusted proxy (entries further left
     are whatever the client chose to send)."""
     if not forwarded_for or peer not in trusted:
         return peer
-    for hop in reversed(forwarded_for.decode("latin-1").split(",")):
+    for hop in reversed(forwarded_for.split(",")):
         candidate = canonical_ip(hop.strip())
         if candidate is None:
             return peer
