@@ -224,6 +224,11 @@ def load(engine: Engine, program_id: str, sizes: Sizes, seed: int) -> None:
     # Secondary indexes are built once at the end rather than maintained row by row.
     indexes = [i for t in (Click.__table__, IdentityEdge.__table__) for i in t.indexes]  # type: ignore[attr-defined]
     with engine.begin() as conn:
+        if pg:
+            # This session only: sort index builds in memory, and no WAL flush wait at commit
+            # (a crash would lose a throwaway benchmark database, nothing else).
+            conn.exec_driver_sql("SET LOCAL maintenance_work_mem = '1GB'")
+            conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
         for index in indexes:
             index.drop(conn)
         for sql in statements:

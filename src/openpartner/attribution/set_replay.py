@@ -1,0 +1,359 @@
+"""Set-based replay for the models whose weights need no per-touch logic.
+
+Under ``last_click``, ``first_click``, ``linear`` and ``partner_equal`` an event's rows depend
+only on how many eligible touches it has, their order and their partners, so the database can
+derive a whole program's history in a few statements instead of Python touching every row:
+
+1. ``replay_touches``: the eligible touches of every event in scope, gathered exactly as
+   ``touches.touches_for_events`` does (clicks bound to the customer directly or carried by a
+   visitor bound to the customer, first bind wins; touchpoints on the customer or deal; the
+   synthetic coupon touch at the moment of the sale) and filtered exactly as the engine does
+   (window and 5-minute grace, both inclusive; flagged; revoked), each with its position in the
+   engine's order: time, then ingest sequence, then id (byte order, as Python compares).
+2. ``replay_rows``: the rows ``rows.rows_from`` would write. Weights are ``1/1`` (last, first),
+   ``1/n`` (linear) or ``1/(p*k)`` (partner_equal: p partners, k touches of this partner). Money
+   is ``core.money.split`` done with window functions: each partner gets the floor of its exact
+   share, the units left over go to the larger remainder, then the earlier first touch; within a
+   partner, whose touches weigh the same, to its earlier touches. Signs as ``split``: the
+   magnitude is split and the sign put back.
+3. The per-partner report and the changed events come from comparing ``replay_rows`` with the
+   stored rows in SQL. Only events whose stored rows differ (touch, partner, weight, amount,
+   model, parameters or engine version) are deleted and written again, so replaying twice
+   touches nothing.
+
+The exact engine stays the definition: ``tests/test_attribution_set_replay.py`` compares this
+path with it on random histories. Events whose deal has a model of its own are left to the
+caller (they are attributed under the deal's model).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from openpartner.attribution.engine import CLOCK_SKEW_GRACE, ENGINE_VERSION
+from openpartner.attribution.models import ModelSpec
+from openpartner.core.ids import bulk_id_prefix, new_id
+from openpartner.core.time import utc_now
+from openpartner.db.base import UTCDateTime
+from openpartner.events.bulk import is_postgresql
+
+SET_BASED_MODELS: Final = frozenset({"last_click", "first_click", "linear", "partner_equal"})
+_GRACE_SECONDS: Final = int(CLOCK_SKEW_GRACE.total_seconds())
+_ALPHABET: Final = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+def covers(spec: ModelSpec) -> bool:
+    return spec.name in SET_BASED_MODELS
+
+
+def deal_override() -> str:
+    """SQL condition on ``e`` (an event): its deal has a model of its own, other than
+    ``:model``; such events keep the per-event path."""
+    return (
+        "EXISTS (SELECT 1 FROM deals d WHERE d.id = e.deal_id"
+        " AND d.model IS NOT NULL AND d.model <> :model)"
+    )
+
+
+class _Dialect:
+    """The few places where PostgreSQL and SQLite spell the same thing differently."""
+
+    def __init__(self, pg: bool) -> None:
+        self.pg = pg
+        # Python compares ids by code point; PostgreSQL's default collation may not.
+        self.bytewise = ' COLLATE "C"' if pg else ""
+
+    def shifted(self, column: str, seconds: str) -> str:
+        """``column`` plus ``seconds`` (an SQL integer expression), exact to the microsecond."""
+        if self.pg:
+            return f"({column} + make_interval(secs => {seconds}))"
+        # SQLite stores 'YYYY-MM-DD HH:MM:SS.ffffff': shift the whole seconds, keep the fraction.
+        return (
+            f"(datetime(substr({column}, 1, 19), ({seconds}) || ' seconds')"
+            f" || substr({column}, 20))"
+        )
+
+    def new_id(self, prefix: str) -> str:
+        """An SQL expression making one ``att_…`` id per row, in ``core.ids`` format: the time
+        part shared by the statement (a millisecond after every id this process made), then
+        80 random bits per row."""
+        if not self.pg:
+            return "op_new_att_id()"
+        # 16 base32 characters from the low 5 bits of the 16 bytes of a random UUID; byte 6
+        # holds the version in its high nibble, so its fifth bit comes from byte 0's sixth.
+        chars = []
+        for j in range(16):
+            bits = f"get_byte(r.b, {j}) & 31"
+            if j == 6:
+                bits = "(get_byte(r.b, 6) & 15) | ((get_byte(r.b, 0) & 32) >> 1)"
+            chars.append(f"substr('{_ALPHABET}', ({bits}) + 1, 1)")
+        return f"'{bulk_id_prefix(prefix)}' || " + " || ".join(chars)
+
+
+def _eligible_touches_sql(d: _Dialect, scope: str) -> str:
+    """Every eligible touch of the events in ``scope`` (an SQL condition on ``e``)."""
+    not_revoked = "coalesce(p.status, '') <> 'revoked'"
+    earliest = d.shifted("e.occurred_at", "-86400 * :window")
+    latest = d.shifted("e.occurred_at", str(_GRACE_SECONDS))
+    return f"""
+    WITH ev AS (
+      SELECT e.id, e.customer_id, e.deal_id, e.promotion_code, e.occurred_at,
+             coalesce(e.amount, 0) AS amount, {earliest} AS earliest, {latest} AS latest
+      FROM events e WHERE {scope}
+    ),
+    found AS (
+      SELECT ev.id AS event_id, ev.amount, ev.earliest, ev.latest, ed.click_id
+      FROM ev JOIN identity_edges ed
+        ON ed.program_id = :program AND ed.customer_id = ev.customer_id
+       AND ed.status = 'bound' AND ed.click_id IS NOT NULL
+      WHERE ev.customer_id <> ''
+      UNION ALL
+      SELECT DISTINCT ev.id, ev.amount, ev.earliest, ev.latest, carrier.click_id
+      FROM ev
+      JOIN identity_edges visitor
+        ON visitor.program_id = :program AND visitor.customer_id = ev.customer_id
+       AND visitor.status = 'bound' AND visitor.visitor_id IS NOT NULL
+      JOIN identity_edges carrier
+        ON carrier.program_id = :program AND carrier.visitor_id = visitor.visitor_id
+       AND carrier.customer_id IS NULL AND carrier.click_id IS NOT NULL
+      WHERE ev.customer_id <> ''
+        -- counted above when bound to the customer directly
+        AND NOT EXISTS (
+          SELECT 1 FROM identity_edges own
+          WHERE own.program_id = :program AND own.click_id = carrier.click_id
+            AND own.customer_id = ev.customer_id AND own.status = 'bound')
+        -- first bind wins: a click another customer bound first is theirs
+        AND coalesce((
+          SELECT binder.customer_id FROM identity_edges binder
+          WHERE binder.program_id = :program AND binder.click_id = carrier.click_id
+            AND binder.customer_id IS NOT NULL AND binder.status = 'bound'
+          ORDER BY binder.seq LIMIT 1), ev.customer_id) = ev.customer_id
+    )
+    SELECT f.event_id, f.amount, c.partner_id, c.id AS touch_id, 'click' AS kind,
+           c.clicked_at AS at, c.seq
+    FROM found f
+    JOIN clicks c ON c.id = f.click_id
+    LEFT JOIN partners p ON p.id = c.partner_id
+    WHERE c.clicked_at >= f.earliest AND c.clicked_at <= f.latest
+      AND NOT (coalesce(c.bot, false) OR coalesce(c.duplicate, false)
+               OR coalesce(c.velocity, false) OR coalesce(c.revoked, false))
+      AND {not_revoked}
+    UNION ALL
+    SELECT ev.id, ev.amount, t.partner_id, t.id, 'touchpoint', t.occurred_at, t.seq
+    FROM ev
+    JOIN touchpoints t ON t.program_id = :program AND t.customer_id = ev.customer_id
+    LEFT JOIN partners p ON p.id = t.partner_id
+    WHERE ev.customer_id <> '' AND t.occurred_at >= ev.earliest AND t.occurred_at <= ev.latest
+      AND {not_revoked}
+    UNION ALL
+    SELECT ev.id, ev.amount, t.partner_id, t.id, 'touchpoint', t.occurred_at, t.seq
+    FROM ev
+    JOIN touchpoints t ON t.program_id = :program AND t.deal_id = ev.deal_id
+    LEFT JOIN partners p ON p.id = t.partner_id
+    WHERE ev.deal_id <> '' AND t.occurred_at >= ev.earliest AND t.occurred_at <= ev.latest
+      AND NOT coalesce(ev.customer_id <> '' AND t.customer_id = ev.customer_id, false)
+      AND {not_revoked}
+    UNION ALL
+    SELECT ev.id, ev.amount, pc.partner_id, pc.id, 'coupon', ev.occurred_at, 0
+    FROM ev
+    JOIN promotion_codes pc
+      ON pc.program_id = :program AND pc.code = upper(ev.promotion_code) AND pc.active
+    LEFT JOIN partners p ON p.id = pc.partner_id
+    WHERE ev.promotion_code <> '' AND {not_revoked}
+    """
+
+
+def _rows_sql(d: _Dialect, model: str) -> str:
+    """``replay_rows`` from ``replay_touches``: (event, partner, touch, kind, weight, amount)."""
+    order = f"at, seq, touch_id{d.bytewise}"
+    if model in ("last_click", "first_click"):
+        direction = " DESC" if model == "last_click" else ""
+        desc_order = ", ".join(f"{c}{direction}" for c in order.split(", "))
+        return f"""
+        SELECT event_id, partner_id, touch_id, kind, '1/1' AS weight, amount,
+               1 AS first_pos, 1 AS pos
+        FROM (
+          SELECT t.*, row_number() OVER (PARTITION BY event_id ORDER BY {desc_order}) AS pick
+          FROM replay_touches t
+        ) ranked WHERE pick = 1
+        """
+    # linear: a partner with k of the n touches weighs k/n; partner_equal: each of the p
+    # partners weighs 1/p. Over one denominator: numerator num, denominator den.
+    num, den = ("k", "n") if model == "linear" else ("1", "partners")
+    touch_weight = "'1/' || n" if model == "linear" else "'1/' || (partners * k)"
+    return f"""
+    WITH placed AS (
+      SELECT t.*, row_number() OVER (PARTITION BY event_id ORDER BY {order}) AS pos,
+             count(*) OVER (PARTITION BY event_id) AS n
+      FROM replay_touches t
+    ),
+    credited AS (
+      SELECT event_id, partner_id, count(*) AS k, min(pos) AS first_pos, min(n) AS n,
+             min(abs(amount)) AS magnitude
+      FROM placed GROUP BY event_id, partner_id
+    ),
+    counted AS (
+      SELECT c.*, count(*) OVER (PARTITION BY event_id) AS partners FROM credited c
+    ),
+    floored AS (
+      -- floor and remainder of magnitude * num / den, without overflowing 64 bits
+      SELECT c.*,
+             (magnitude / {den}) * {num} + ((magnitude % {den}) * {num}) / {den} AS part,
+             ((magnitude % {den}) * {num}) % {den} AS remainder
+      FROM counted c
+    ),
+    shared AS (
+      SELECT f.*,
+             magnitude - sum(part) OVER (PARTITION BY event_id) AS leftover,
+             row_number() OVER (PARTITION BY event_id ORDER BY remainder DESC, first_pos)
+               AS rank_
+      FROM floored f
+    )
+    SELECT p.event_id, p.partner_id, p.touch_id, p.kind, {touch_weight} AS weight,
+           (CASE WHEN p.amount < 0 THEN -1 ELSE 1 END) * (
+             s.share / s.k
+             + CASE WHEN row_number() OVER (PARTITION BY p.event_id, p.partner_id
+                                            ORDER BY p.pos) <= s.share % s.k
+                    THEN 1 ELSE 0 END) AS amount,
+           s.first_pos, p.pos
+    FROM placed p
+    JOIN (SELECT event_id, partner_id, k, partners, first_pos,
+                 part + CASE WHEN rank_ <= leftover THEN 1 ELSE 0 END AS share
+          FROM shared) s
+      ON s.event_id = p.event_id AND s.partner_id = p.partner_id
+    """
+
+
+def replay_set_based(
+    session: Session,
+    *,
+    program_id: str,
+    spec: ModelSpec,
+    window_days: int,
+    since: datetime | None,
+    config_id: str | None,
+    dry_run: bool,
+    add_diff: Callable[[str, str | None, int, int], None],
+) -> tuple[int, int, list[str]]:
+    """Replay every event of the program in scope (not a refund, from ``since`` on, not under a
+    deal's own model) under ``spec``. Reports each (partner, currency) total through
+    ``add_diff(partner, currency, current, replayed)`` and returns (events, events whose
+    per-partner amounts changed, their ids). Writes nothing when ``dry_run``."""
+    d = _Dialect(is_postgresql(session))
+    scope = (
+        "e.program_id = :program AND e.type <> 'refund'"
+        + (" AND e.occurred_at >= :since" if since is not None else "")
+        + f" AND NOT ({deal_override()})"
+    )
+    params: dict[str, Any] = {"program": program_id, "window": window_days, "model": spec.name}
+    if since is not None:
+        # SQLite compares the stored text: bind the stored form.
+        params["since"] = since if d.pg else since.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    run = _runner(session, params)
+    if d.pg:
+        # Sorting and hashing a whole history: in memory rather than in temporary files.
+        run("SET LOCAL work_mem = '256MB'")
+    else:
+        _register_sqlite_ids(session)
+    for table in ("replay_events", "replay_touches", "replay_rows", "replay_changed"):
+        run(f"DROP TABLE IF EXISTS {table}")
+    run(f"CREATE TEMPORARY TABLE replay_events AS SELECT e.id, e.seq, e.currency FROM events e WHERE {scope}")
+    run("CREATE TEMPORARY TABLE replay_touches AS " + _eligible_touches_sql(d, scope))
+    run("CREATE TEMPORARY TABLE replay_rows AS " + _rows_sql(d, spec.name))
+    events = int(run("SELECT count(*) FROM replay_events").scalar_one())
+    # Per (event, partner): the stored amount and the replayed one.
+    compared = """
+      SELECT coalesce(o.event_id, r.event_id) AS event_id,
+             coalesce(o.partner_id, r.partner_id) AS partner_id, o.amount AS current,
+             r.amount AS replayed
+      FROM (SELECT a.event_id, a.partner_id, sum(a.amount) AS amount
+            FROM attributions a JOIN replay_events s ON s.id = a.event_id
+            GROUP BY a.event_id, a.partner_id) o
+      FULL JOIN (SELECT event_id, partner_id, sum(amount) AS amount
+                 FROM replay_rows GROUP BY event_id, partner_id) r
+        ON r.event_id = o.event_id AND r.partner_id = o.partner_id
+    """
+    run(f"CREATE TEMPORARY TABLE replay_changed AS {compared}")
+    for partner_id, currency, current, replayed in run(
+        """SELECT c.partner_id, s.currency, sum(coalesce(c.current, 0)),
+                  sum(coalesce(c.replayed, 0))
+           FROM replay_changed c JOIN replay_events s ON s.id = c.event_id
+           GROUP BY c.partner_id, s.currency"""
+    ):
+        add_diff(partner_id, currency, int(current), int(replayed))
+    changed = list(
+        run(
+            "SELECT DISTINCT event_id FROM replay_changed"
+            " WHERE current IS NULL OR replayed IS NULL OR current <> replayed"
+        ).scalars()
+    )
+    if not dry_run:
+        _write(session, d, spec, config_id, params)
+    for table in ("replay_events", "replay_touches", "replay_rows", "replay_changed"):
+        run(f"DROP TABLE {table}")
+    return events, len(changed), changed
+
+
+def _write(
+    session: Session, d: _Dialect, spec: ModelSpec, config_id: str | None, params: dict[str, Any]
+) -> None:
+    """Replace the rows of the events whose stored rows differ from ``replay_rows``."""
+    run = _runner(session, params)
+    model_params = json.dumps(spec.params_for_storage())
+    same_rule = (
+        "a.model = :model AND a.engine_version = :engine AND "
+        + ("a.params = CAST(:params AS jsonb)" if d.pg else "a.params = :params")
+    )
+    params.update(engine=ENGINE_VERSION, params=model_params, config=config_id)
+    run("DROP TABLE IF EXISTS replay_rewrite")
+    run(
+        f"""CREATE TEMPORARY TABLE replay_rewrite AS
+        SELECT DISTINCT coalesce(o.event_id, r.event_id) AS event_id
+        FROM (SELECT a.* FROM attributions a JOIN replay_events s ON s.id = a.event_id) o
+        FULL JOIN replay_rows r ON r.event_id = o.event_id AND r.touch_id = o.touch_id
+        WHERE o.event_id IS NULL OR r.event_id IS NULL
+           OR o.partner_id <> r.partner_id OR o.touch_kind <> r.kind
+           OR o.weight <> r.weight OR o.amount <> r.amount
+           OR NOT ({same_rule.replace("a.", "o.")})"""
+    )
+    run("DELETE FROM attributions WHERE event_id IN (SELECT event_id FROM replay_rewrite)")
+    now = sa.bindparam("now", utc_now(), type_=UTCDateTime())
+    # OFFSET 0 keeps PostgreSQL from inlining the subquery: one random UUID per row.
+    random_bytes = "uuid_send(gen_random_uuid())" if d.pg else "NULL"
+    session.execute(
+        sa.text(
+            f"""INSERT INTO attributions (id, program_id, event_id, partner_id, touch_id,
+                touch_kind, weight, amount, currency, model, params, config_version,
+                engine_version, created_at)
+            SELECT {d.new_id("att")}, :program, r.event_id, r.partner_id, r.touch_id, r.kind,
+                   r.weight, r.amount, r.currency, :model,
+                   {"CAST(:params AS jsonb)" if d.pg else ":params"}, :config, :engine, :now
+            FROM (SELECT x.*, s.currency, {random_bytes} AS b
+                  FROM replay_rows x JOIN replay_events s ON s.id = x.event_id
+                  WHERE x.event_id IN (SELECT event_id FROM replay_rewrite)
+                  -- the order the per-event path writes in (explanations list rows by seq)
+                  ORDER BY s.seq, x.first_pos, x.pos
+                  {"OFFSET 0" if d.pg else ""}) r"""
+        ).bindparams(now),
+        params,
+    )
+    run("DROP TABLE replay_rewrite")
+
+
+def _runner(session: Session, params: dict[str, Any]) -> Callable[[str], sa.Result[Any]]:
+    def run(sql: str) -> sa.Result[Any]:
+        return session.execute(sa.text(sql), params)
+
+    return run
+
+
+def _register_sqlite_ids(session: Session) -> None:
+    """``op_new_att_id()`` on this SQLite connection: ``core.ids.new_id('att')`` per row."""
+    raw = session.connection().connection.dbapi_connection
+    raw.create_function("op_new_att_id", 0, lambda: new_id("att"))  # type: ignore[union-attr]
