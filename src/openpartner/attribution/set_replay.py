@@ -355,5 +355,9 @@ def _runner(session: Session, params: dict[str, Any]) -> Callable[[str], sa.Resu
 
 def _register_sqlite_ids(session: Session) -> None:
     """``op_new_att_id()`` on this SQLite connection: ``core.ids.new_id('att')`` per row."""
-    raw = session.connection().connection.dbapi_connection
-    raw.create_function("op_new_att_id", 0, lambda: new_id("att"))  # type: ignore[union-attr]
+    connection = session.connection()
+    # Once per connection: SQLite refuses to redefine a function while statements are open.
+    if not connection.info.get("op_new_att_id"):
+        raw = connection.connection.dbapi_connection
+        raw.create_function("op_new_att_id", 0, lambda: new_id("att"))  # type: ignore[union-attr]
+        connection.info["op_new_att_id"] = True
