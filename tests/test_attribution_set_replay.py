@@ -7,6 +7,7 @@ repeated partners, amounts of 0, negative and large, in zero-, two- and three-de
 currencies. The oracle is the exact engine over the touches ``touches_for_events`` gathers.
 """
 
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -205,7 +206,7 @@ def stored_rows(session: Session, program_id: str) -> dict[str, list[tuple[Any, 
 
 
 @settings_(
-    max_examples=40,
+    max_examples=60,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
@@ -246,10 +247,17 @@ def _per_partner(rows: list[tuple[Any, ...]]) -> dict[str, int]:
 
 
 def test_unchanged_events_are_not_rewritten(session: Session) -> None:
-    touches = [TouchSpec("direct", p, 0, -timedelta(hours=p + 1), False, False) for p in range(3)]
+    touches = [
+        TouchSpec("direct", n % 3, 0, -timedelta(hours=n + 1), False, False) for n in range(40)
+    ]
     program_id = build(session, touches, [(0, 1_000, "USD", timedelta(0), False, False)])
     replay(session, program_id, model="linear", dry_run=False)
     first = {r.id for r in session.scalars(sa.select(AttributionRow))}
+    assert len(first) == 40 and all(re.fullmatch(r"att_[0-9A-HJKMNP-TV-Z]{26}", i) for i in first)
+    # 80 random bits each: distinct, and spread over the whole alphabet.
+    assert len({i[14:] for i in first}) == 40 and len(set("".join(i[14:] for i in first))) == 32
+    # Made after every id this process made before (core.ids), and before every one after.
+    assert max(first) < new_id("att")
     again = replay(session, program_id, model="linear", dry_run=False)
     assert again.changed_events == 0
     assert {r.id for r in session.scalars(sa.select(AttributionRow))} == first

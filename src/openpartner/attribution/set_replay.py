@@ -80,20 +80,22 @@ class _Dialect:
         )
 
     def new_id(self, prefix: str) -> str:
-        """An SQL expression making one ``att_…`` id per row, in ``core.ids`` format: the time
-        part shared by the statement (a millisecond after every id this process made), then
-        80 random bits per row."""
+        """An SQL expression making one id per row in ``core.ids`` format: the time part shared
+        by the statement (a millisecond after every id this process made), then 80 random bits
+        per row from ``r.b``, the 16 bytes of a random UUID."""
         if not self.pg:
             return "op_new_att_id()"
-        # 16 base32 characters from the low 5 bits of the 16 bytes of a random UUID; byte 6
-        # holds the version in its high nibble, so its fifth bit comes from byte 0's sixth.
-        chars = []
-        for j in range(16):
-            bits = f"get_byte(r.b, {j}) & 31"
-            if j == 6:
-                bits = "(get_byte(r.b, 6) & 15) | ((get_byte(r.b, 0) & 32) >> 1)"
-            chars.append(f"substr('{_ALPHABET}', ({bits}) + 1, 1)")
-        return f"'{bulk_id_prefix(prefix)}' || " + " || ".join(chars)
+        # Eight 10-bit values, each two characters sliced from ``:id_pairs``, the 1,024 pairs
+        # as bytes (bytea slices are O(1), text ones in a UTF-8 database are not). A UUID's
+        # version and variant bits (high bits of bytes 6 and 8) are left out.
+        chunks = []
+        for high, low in zip((0, 1, 2, 3, 4, 5, 7, 9), (10, 11, 12, 13, 14, 15, 6, 8), strict=True):
+            value = f"((get_byte(r.b, {high}) << 2) | (get_byte(r.b, {low}) & 3))"
+            chunks.append(f"substring(:id_pairs from 2 * {value} + 1 for 2)")
+        return f"'{bulk_id_prefix(prefix)}' || encode({' || '.join(chunks)}, 'escape')"
+
+
+ID_PAIRS: Final = "".join(a + b for a in _ALPHABET for b in _ALPHABET).encode()
 
 
 def _eligible_touches_sql(d: _Dialect, scope: str) -> str:
@@ -102,6 +104,9 @@ def _eligible_touches_sql(d: _Dialect, scope: str) -> str:
     earliest = d.shifted("e.occurred_at", "-86400 * :window")
     latest = d.shifted("e.occurred_at", str(_GRACE_SECONDS))
     return f"""
+    SELECT event_id{d.bytewise} AS event_id, amount, partner_id{d.bytewise} AS partner_id,
+           touch_id{d.bytewise} AS touch_id, kind, at, seq
+    FROM (
     WITH ev AS (
       SELECT e.id, e.customer_id, e.deal_id, e.promotion_code, e.occurred_at,
              coalesce(e.amount, 0) AS amount, {earliest} AS earliest, {latest} AS latest
@@ -166,12 +171,13 @@ def _eligible_touches_sql(d: _Dialect, scope: str) -> str:
       ON pc.program_id = :program AND pc.code = upper(ev.promotion_code) AND pc.active
     LEFT JOIN partners p ON p.id = pc.partner_id
     WHERE ev.promotion_code <> '' AND {not_revoked}
+    ) touches
     """
 
 
 def _rows_sql(d: _Dialect, model: str) -> str:
     """``replay_rows`` from ``replay_touches``: (event, partner, touch, kind, weight, amount)."""
-    order = f"at, seq, touch_id{d.bytewise}"
+    order = "at, seq, touch_id"
     if model in ("last_click", "first_click"):
         direction = " DESC" if model == "last_click" else ""
         desc_order = ", ".join(f"{c}{direction}" for c in order.split(", "))
@@ -263,9 +269,14 @@ def replay_set_based(
         _register_sqlite_ids(session)
     for table in ("replay_events", "replay_touches", "replay_rows", "replay_changed"):
         run(f"DROP TABLE IF EXISTS {table}")
-    run(f"CREATE TEMPORARY TABLE replay_events AS SELECT e.id, e.seq, e.currency FROM events e WHERE {scope}")
+    run(
+        f"CREATE TEMPORARY TABLE replay_events AS SELECT e.id{d.bytewise} AS id, e.seq, "
+        f"e.currency FROM events e WHERE {scope}"
+    )
     run("CREATE TEMPORARY TABLE replay_touches AS " + _eligible_touches_sql(d, scope))
+    run("ANALYZE replay_touches")  # temporary tables are never analysed automatically
     run("CREATE TEMPORARY TABLE replay_rows AS " + _rows_sql(d, spec.name))
+    run("ANALYZE replay_rows")
     events = int(run("SELECT count(*) FROM replay_events").scalar_one())
     # Per (event, partner): the stored amount and the replayed one.
     compared = """
@@ -310,7 +321,7 @@ def _write(
         "a.model = :model AND a.engine_version = :engine AND "
         + ("a.params = CAST(:params AS jsonb)" if d.pg else "a.params = :params")
     )
-    params.update(engine=ENGINE_VERSION, params=model_params, config=config_id)
+    params.update(engine=ENGINE_VERSION, params=model_params, config=config_id, id_pairs=ID_PAIRS)
     run("DROP TABLE IF EXISTS replay_rewrite")
     run(
         f"""CREATE TEMPORARY TABLE replay_rewrite AS
