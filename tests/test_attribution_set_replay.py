@@ -201,7 +201,9 @@ def stored_rows(session: Session, program_id: str) -> dict[str, list[tuple[Any, 
         .where(AttributionRow.program_id == program_id)
         .order_by(AttributionRow.seq)
     ):
-        out[r.event_id].append((r.partner_id, r.touch_id, r.touch_kind, r.weight, r.amount, r.model))
+        out[r.event_id].append(
+            (r.partner_id, r.touch_id, r.touch_kind, r.weight, r.amount, r.model)
+        )
     return out
 
 
@@ -224,11 +226,7 @@ def test_set_based_replay_writes_the_engines_rows(
         before = stored_rows(session, program_id)
         report = replay(session, program_id, model=model, dry_run=False)
         assert stored_rows(session, program_id) == expected
-        changed = sum(
-            1
-            for e in expected
-            if _per_partner(expected[e]) != _per_partner(before[e])
-        )
+        changed = sum(1 for e in expected if _per_partner(expected[e]) != _per_partner(before[e]))
         assert report.events == len(expected) and report.changed_events == changed
         totals: dict[tuple[str, str | None], list[int]] = {}
         currency = {e: c for e, c in session.execute(sa.select(Event.id, Event.currency))}
@@ -273,8 +271,9 @@ def test_a_deals_own_model_keeps_the_per_event_path(session: Session) -> None:
     session.add(Deal(id=deal_id, program_id=program_id, model="first_click"))
     session.flush()
     replay(session, program_id, model="linear", dry_run=False)
-    (row,) = session.scalars(sa.select(AttributionRow).where(AttributionRow.program_id == program_id))
+    (row,) = session.scalars(
+        sa.select(AttributionRow).where(AttributionRow.program_id == program_id)
+    )
     assert (row.model, row.weight, row.amount) == ("first_click", "1/1", 1_001)
     partner = session.get_one(Partner, row.partner_id)
     assert partner.program_id == program_id
-

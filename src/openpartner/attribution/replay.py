@@ -22,13 +22,13 @@ from sqlalchemy.orm import Session
 from openpartner.attribution.configs import BEGINNING, AttributionConfig, Rules, record_config
 from openpartner.attribution.models import parse_model
 from openpartner.attribution.records import AttributionRow
-from openpartner.attribution.set_replay import covers, replay_set_based
 from openpartner.attribution.service import (
     _ATTRIBUTIONS,
     ATTRIBUTED_TYPES_EXCLUDED,
     attribute,
     store,
 )
+from openpartner.attribution.set_replay import covers, replay_set_based
 from openpartner.commissions.models import Commission, CommissionRuleVersion
 from openpartner.commissions.service import sync_events
 from openpartner.deals.models import Deal
@@ -166,7 +166,7 @@ def replay(
     if set_based:
         # The new version is the newest, effective from ``since``: every event in scope is
         # under it, so the database derives them all at once (see set_replay.py).
-        events, changed, changed_ids = replay_set_based(
+        derived, changed, changed_ids = replay_set_based(
             session,
             program_id=program_id,
             spec=spec,
@@ -178,7 +178,7 @@ def replay(
                 report, partner, currency, current, replayed
             ),
         )
-        report.events += events
+        report.events += derived
         report.changed_events += changed
         if ruled and not dry_run:
             sync_events(session, changed_ids)

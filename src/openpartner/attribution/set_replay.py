@@ -291,13 +291,13 @@ def replay_set_based(
         ON r.event_id = o.event_id AND r.partner_id = o.partner_id
     """
     run(f"CREATE TEMPORARY TABLE replay_changed AS {compared}")
-    for partner_id, currency, current, replayed in run(
+    for row in run(
         """SELECT c.partner_id, s.currency, sum(coalesce(c.current, 0)),
                   sum(coalesce(c.replayed, 0))
            FROM replay_changed c JOIN replay_events s ON s.id = c.event_id
            GROUP BY c.partner_id, s.currency"""
     ):
-        add_diff(partner_id, currency, int(current), int(replayed))
+        add_diff(row[0], row[1], int(row[2]), int(row[3]))
     changed = list(
         run(
             "SELECT DISTINCT event_id FROM replay_changed"
@@ -317,9 +317,8 @@ def _write(
     """Replace the rows of the events whose stored rows differ from ``replay_rows``."""
     run = _runner(session, params)
     model_params = json.dumps(spec.params_for_storage())
-    same_rule = (
-        "a.model = :model AND a.engine_version = :engine AND "
-        + ("a.params = CAST(:params AS jsonb)" if d.pg else "a.params = :params")
+    same_rule = "a.model = :model AND a.engine_version = :engine AND " + (
+        "a.params = CAST(:params AS jsonb)" if d.pg else "a.params = :params"
     )
     params.update(engine=ENGINE_VERSION, params=model_params, config=config_id, id_pairs=ID_PAIRS)
     run("DROP TABLE IF EXISTS replay_rewrite")
