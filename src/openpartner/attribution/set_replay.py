@@ -31,7 +31,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any, Final, Unpack
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -356,8 +356,10 @@ def _write(
     run("DROP TABLE replay_rewrite")
 
 
-def _runner(session: Session, params: dict[str, Any]) -> Callable[[str], sa.Result[Any]]:
-    def run(sql: str) -> sa.Result[Any]:
+def _runner(
+    session: Session, params: dict[str, Any]
+) -> Callable[[str], sa.Result[Unpack[tuple[Any, ...]]]]:
+    def run(sql: str) -> sa.Result[Unpack[tuple[Any, ...]]]:
         return session.execute(sa.text(sql), params)
 
     return run
