@@ -31,7 +31,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, Final, Unpack
+from typing import Any, Final
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -358,8 +358,8 @@ def _write(
 
 def _runner(
     session: Session, params: dict[str, Any]
-) -> Callable[[str], sa.Result[Unpack[tuple[Any, ...]]]]:
-    def run(sql: str) -> sa.Result[Unpack[tuple[Any, ...]]]:
+) -> Callable[[str], sa.Result[*tuple[Any, ...]]]:
+    def run(sql: str) -> sa.Result[*tuple[Any, ...]]:
         return session.execute(sa.text(sql), params)
 
     return run
