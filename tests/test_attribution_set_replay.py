@@ -254,8 +254,11 @@ def test_unchanged_events_are_not_rewritten(session: Session) -> None:
     assert len(first) == 40 and all(re.fullmatch(r"att_[0-9A-HJKMNP-TV-Z]{26}", i) for i in first)
     # 80 random bits each: distinct, and spread over the whole alphabet.
     assert len({i[14:] for i in first}) == 40 and len(set("".join(i[14:] for i in first))) == 32
-    # Made after every id this process made before (core.ids), and before every one after.
+    # Made after every id this process made before (core.ids), and before every one after;
+    # increasing in the order the rows were written, as core.ids.new_ids makes them.
     assert max(first) < new_id("att")
+    written = session.scalars(sa.select(AttributionRow.id).order_by(AttributionRow.seq)).all()
+    assert list(written) == sorted(written)
     again = replay(session, program_id, model="linear", dry_run=False)
     assert again.changed_events == 0
     assert {r.id for r in session.scalars(sa.select(AttributionRow))} == first
