@@ -112,6 +112,16 @@ class _Dialect:
 
 
 COUNTER_BITS: Final = 24
+TEMPORARY_TABLES: Final = (
+    "replay_events",
+    "replay_touches",
+    "replay_rows",
+    "replay_changed",
+    "replay_rewrite",
+)
+WORK_MEM: Final = "1GB"
+"""Per sort or hash, for this transaction only: the largest hash (every click of the program)
+then stays in memory instead of spilling to temporary files."""
 ID_PAIRS: Final = "".join(a + b for a in _ALPHABET for b in _ALPHABET).encode()
 
 
@@ -283,17 +293,26 @@ def replay_set_based(
         + (" AND e.occurred_at >= :since" if since is not None else "")
         + f" AND NOT ({deal_override()})"
     )
-    params: dict[str, Any] = {"program": program_id, "window": window_days, "model": spec.name}
+    params: dict[str, Any] = {
+        "program": program_id,
+        "window": window_days,
+        "model": spec.name,
+        "params": json.dumps(spec.params_for_storage()),
+        "engine": ENGINE_VERSION,
+    }
     if since is not None:
         # SQLite compares the stored text: bind the stored form.
         params["since"] = since if d.pg else since.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
     run = _runner(session, params)
     if d.pg:
         # Sorting and hashing a whole history: in memory rather than in temporary files.
-        run("SET LOCAL work_mem = '256MB'")
+        run(f"SET LOCAL work_mem = '{WORK_MEM}'")
+        if not run("SELECT pg_my_temp_schema() <> 0").scalar_one():
+            # Only before the session's first temporary table (PostgreSQL refuses it after).
+            run(f"SET LOCAL temp_buffers = '{WORK_MEM}'")
     else:
         _register_sqlite_ids(session)
-    for table in ("replay_events", "replay_touches", "replay_rows", "replay_changed"):
+    for table in TEMPORARY_TABLES:
         run(f"DROP TABLE IF EXISTS {table}")
     run(
         f"CREATE TEMPORARY TABLE replay_events AS SELECT e.id{d.bytewise} AS id, e.seq, "
@@ -304,24 +323,10 @@ def replay_set_based(
     run("CREATE TEMPORARY TABLE replay_rows AS " + _rows_sql(d, spec.name))
     run("ANALYZE replay_rows")
     events = int(run("SELECT count(*) FROM replay_events").scalar_one())
-    # Per (event, partner): the stored amount and the replayed one.
-    compared = """
-      SELECT coalesce(o.event_id, r.event_id) AS event_id,
-             coalesce(o.partner_id, r.partner_id) AS partner_id, o.amount AS current,
-             r.amount AS replayed
-      FROM (SELECT a.event_id, a.partner_id, sum(a.amount) AS amount
-            FROM attributions a JOIN replay_events s ON s.id = a.event_id
-            GROUP BY a.event_id, a.partner_id) o
-      FULL JOIN (SELECT event_id, partner_id, sum(amount) AS amount
-                 FROM replay_rows GROUP BY event_id, partner_id) r
-        ON r.event_id = o.event_id AND r.partner_id = o.partner_id
-    """
-    run(f"CREATE TEMPORARY TABLE replay_changed AS {compared}")
+    _compare(run, d, spec)
     for row in run(
-        """SELECT c.partner_id, s.currency, sum(coalesce(c.current, 0)),
-                  sum(coalesce(c.replayed, 0))
-           FROM replay_changed c JOIN replay_events s ON s.id = c.event_id
-           GROUP BY c.partner_id, s.currency"""
+        """SELECT partner_id, currency, sum(coalesce(current, 0)), sum(coalesce(replayed, 0))
+           FROM replay_changed GROUP BY partner_id, currency"""
     ):
         add_diff(row[0], row[1], int(row[2]), int(row[3]))
     changed = list(
@@ -331,32 +336,55 @@ def replay_set_based(
         ).scalars()
     )
     if not dry_run:
-        _write(session, d, spec, config_id, params)
-    for table in ("replay_events", "replay_touches", "replay_rows", "replay_changed"):
-        run(f"DROP TABLE {table}")
+        _write(session, d, config_id, params)
+    for table in TEMPORARY_TABLES:
+        run(f"DROP TABLE IF EXISTS {table}")
     return events, len(changed), changed
 
 
-def _write(
-    session: Session, d: _Dialect, spec: ModelSpec, config_id: str | None, params: dict[str, Any]
-) -> None:
-    """Replace the rows of the events whose stored rows differ from ``replay_rows``."""
-    run = _runner(session, params)
-    model_params = json.dumps(spec.params_for_storage())
-    same_rule = "a.model = :model AND a.engine_version = :engine AND " + (
-        "a.params = CAST(:params AS jsonb)" if d.pg else "a.params = :params"
-    )
-    params.update(engine=ENGINE_VERSION, params=model_params, config=config_id, id_pairs=ID_PAIRS)
-    run("DROP TABLE IF EXISTS replay_rewrite")
+def _compare(run: Callable[[str], Any], d: _Dialect, spec: ModelSpec) -> None:
+    """``replay_changed``: per (event, partner), the stored amount, the replayed one, and
+    whether the stored rows are under the same model, parameters and engine version."""
+    params = "CAST(:params AS jsonb)" if d.pg else ":params"
+    same_rule = f"a.model = :model AND a.engine_version = :engine AND a.params = {params}"
     run(
-        f"""CREATE TEMPORARY TABLE replay_rewrite AS
-        SELECT DISTINCT coalesce(o.event_id, r.event_id) AS event_id
-        FROM (SELECT a.* FROM attributions a JOIN replay_events s ON s.id = a.event_id) o
-        FULL JOIN replay_rows r ON r.event_id = o.event_id AND r.touch_id = o.touch_id
-        WHERE o.event_id IS NULL OR r.event_id IS NULL
-           OR o.partner_id <> r.partner_id OR o.touch_kind <> r.kind
-           OR o.weight <> r.weight OR o.amount <> r.amount
-           OR NOT ({same_rule.replace("a.", "o.")})"""
+        f"""CREATE TEMPORARY TABLE replay_changed AS
+        SELECT coalesce(o.event_id, r.event_id) AS event_id,
+               coalesce(o.partner_id, r.partner_id) AS partner_id,
+               coalesce(o.currency, r.currency) AS currency,
+               o.amount AS current, r.amount AS replayed, o.same_rule
+        FROM (SELECT a.event_id, a.partner_id, s.currency, sum(a.amount) AS amount,
+                     {"bool_and" if d.pg else "min"}({same_rule}) AS same_rule
+              FROM attributions a JOIN replay_events s ON s.id = a.event_id
+              GROUP BY a.event_id, a.partner_id, s.currency) o
+        FULL JOIN (SELECT event_id, partner_id, currency, sum(amount) AS amount
+                   FROM replay_rows GROUP BY event_id, partner_id, currency) r
+          ON r.event_id = o.event_id AND r.partner_id = o.partner_id"""
+    )
+
+
+def _write(session: Session, d: _Dialect, config_id: str | None, params: dict[str, Any]) -> None:
+    """Replace the stored rows of the events whose rows differ from ``replay_rows``."""
+    run = _runner(session, params)
+    params.update(config=config_id, id_pairs=ID_PAIRS)
+    run(
+        """CREATE TEMPORARY TABLE replay_rewrite AS
+        SELECT event_id FROM replay_changed
+        WHERE current IS NULL OR replayed IS NULL OR current <> replayed OR NOT same_rule
+        GROUP BY event_id"""
+    )
+    # The other events have the same amount per partner under the same rules; one of them
+    # changes if a new row has no identical stored row. (The stored rows of an event have
+    # positive weights summing to 1, as the new ones do: if every new row is stored, the
+    # stored rows are exactly the new ones.)
+    run(
+        """INSERT INTO replay_rewrite
+        SELECT DISTINCT r.event_id FROM replay_rows r
+        LEFT JOIN attributions a
+          ON a.event_id = r.event_id AND a.touch_id = r.touch_id AND a.partner_id = r.partner_id
+         AND a.touch_kind = r.kind AND a.weight = r.weight AND a.amount = r.amount
+        WHERE a.id IS NULL
+          AND r.event_id NOT IN (SELECT event_id FROM replay_rewrite)"""
     )
     run("DELETE FROM attributions WHERE event_id IN (SELECT event_id FROM replay_rewrite)")
     last = int(run("SELECT coalesce(max(ord), 0) FROM replay_rows").scalar_one())
@@ -380,7 +408,6 @@ def _write(
             ).bindparams(now),
             {**params, "after": after, "batch": batch},
         )
-    run("DROP TABLE replay_rewrite")
 
 
 def _runner(
