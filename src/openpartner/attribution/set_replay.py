@@ -323,7 +323,7 @@ def replay_set_based(
     run("CREATE TEMPORARY TABLE replay_rows AS " + _rows_sql(d, spec.name))
     run("ANALYZE replay_rows")
     events = int(run("SELECT count(*) FROM replay_events").scalar_one())
-    _compare(run, d, spec)
+    _compare(run)
     for row in run(
         """SELECT partner_id, currency, sum(coalesce(current, 0)), sum(coalesce(replayed, 0))
            FROM replay_changed GROUP BY partner_id, currency"""
@@ -342,19 +342,15 @@ def replay_set_based(
     return events, len(changed), changed
 
 
-def _compare(run: Callable[[str], Any], d: _Dialect, spec: ModelSpec) -> None:
-    """``replay_changed``: per (event, partner), the stored amount, the replayed one, and
-    whether the stored rows are under the same model, parameters and engine version."""
-    params = "CAST(:params AS jsonb)" if d.pg else ":params"
-    same_rule = f"a.model = :model AND a.engine_version = :engine AND a.params = {params}"
+def _compare(run: Callable[[str], Any]) -> None:
+    """``replay_changed``: per (event, partner), the stored amount and the replayed one."""
     run(
-        f"""CREATE TEMPORARY TABLE replay_changed AS
+        """CREATE TEMPORARY TABLE replay_changed AS
         SELECT coalesce(o.event_id, r.event_id) AS event_id,
                coalesce(o.partner_id, r.partner_id) AS partner_id,
                coalesce(o.currency, r.currency) AS currency,
-               o.amount AS current, r.amount AS replayed, o.same_rule
-        FROM (SELECT a.event_id, a.partner_id, s.currency, sum(a.amount) AS amount,
-                     {"bool_and" if d.pg else "min"}({same_rule}) AS same_rule
+               o.amount AS current, r.amount AS replayed
+        FROM (SELECT a.event_id, a.partner_id, s.currency, sum(a.amount) AS amount
               FROM attributions a JOIN replay_events s ON s.id = a.event_id
               GROUP BY a.event_id, a.partner_id, s.currency) o
         FULL JOIN (SELECT event_id, partner_id, currency, sum(amount) AS amount
@@ -370,19 +366,21 @@ def _write(session: Session, d: _Dialect, config_id: str | None, params: dict[st
     run(
         """CREATE TEMPORARY TABLE replay_rewrite AS
         SELECT event_id FROM replay_changed
-        WHERE current IS NULL OR replayed IS NULL OR current <> replayed OR NOT same_rule
+        WHERE current IS NULL OR replayed IS NULL OR current <> replayed
         GROUP BY event_id"""
     )
-    # The other events have the same amount per partner under the same rules; one of them
-    # changes if a new row has no identical stored row. (The stored rows of an event have
-    # positive weights summing to 1, as the new ones do: if every new row is stored, the
-    # stored rows are exactly the new ones.)
+    # The other events have the same amount per partner; one of them changes if a new row has
+    # no identical stored row under the same model, parameters and engine version. (The stored
+    # rows of an event have positive weights summing to 1, as the new ones do: if every new row
+    # is stored, the stored rows are exactly the new ones.)
+    json_params = "CAST(:params AS jsonb)" if d.pg else ":params"
     run(
-        """INSERT INTO replay_rewrite
+        f"""INSERT INTO replay_rewrite
         SELECT DISTINCT r.event_id FROM replay_rows r
         LEFT JOIN attributions a
           ON a.event_id = r.event_id AND a.touch_id = r.touch_id AND a.partner_id = r.partner_id
          AND a.touch_kind = r.kind AND a.weight = r.weight AND a.amount = r.amount
+         AND a.model = :model AND a.engine_version = :engine AND a.params = {json_params}
         WHERE a.id IS NULL
           AND r.event_id NOT IN (SELECT event_id FROM replay_rewrite)"""
     )
