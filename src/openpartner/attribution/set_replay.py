@@ -120,7 +120,10 @@ COUNTER_BITS: Final = 24
 TEMPORARY_TABLES: Final = (
     "replay_events",
     "replay_touches",
+    "replay_placed",
+    "replay_shares",
     "replay_rows",
+    "replay_replayed",
     "replay_changed",
     "replay_rewrite",
 )
@@ -214,68 +217,75 @@ def _eligible_touches_sql(d: _Dialect, scope: str) -> str:
     """
 
 
-def _rows_sql(d: _Dialect, model: str) -> str:
-    """``replay_rows`` from ``replay_touches``: (event, partner, touch, kind, weight, amount)."""
+def _rows_statements(d: _Dialect, model: str) -> list[str]:
+    """The statements making ``replay_rows`` from ``replay_touches``: (event, partner, touch,
+    kind, weight, amount, and ``ord``, the order to write in)."""
     order = "at, seq, touch_id"
     if model in ("last_click", "first_click"):
         direction = " DESC" if model == "last_click" else ""
         desc_order = ", ".join(f"{c}{direction}" for c in order.split(", "))
-        return f"""
-        SELECT event_id, event_seq, currency, partner_id, touch_id, kind, '1/1' AS weight,
-               amount, row_number() OVER (ORDER BY event_seq) AS ord
-        FROM (
-          SELECT t.*, row_number() OVER (PARTITION BY event_seq ORDER BY {desc_order}) AS pick
-          FROM replay_touches t
-        ) ranked WHERE pick = 1
-        """
+        return [
+            f"""CREATE TEMPORARY TABLE replay_rows AS
+            SELECT event_id, event_seq, currency, partner_id, touch_id, kind, '1/1' AS weight,
+                   amount, row_number() OVER (ORDER BY event_seq) AS ord
+            FROM (
+              SELECT t.*, row_number() OVER (PARTITION BY event_seq ORDER BY {desc_order}) AS pick
+              FROM replay_touches t
+            ) ranked WHERE pick = 1"""
+        ]
     # linear: a partner with k of the n touches weighs k/n; partner_equal: each of the p
     # partners weighs 1/p. Over one denominator: numerator num, denominator den.
     num, den = ("k", "n") if model == "linear" else ("1", "partners")
     touch_weight = "'1/' || n" if model == "linear" else "'1/' || (partners * k)"
-    return f"""
-    WITH placed AS (
-      SELECT t.*, row_number() OVER (PARTITION BY event_seq ORDER BY {order}) AS pos,
-             count(*) OVER (PARTITION BY event_seq) AS n
-      FROM replay_touches t
-    ),
-    credited AS (
-      SELECT event_seq, partner_id, count(*) AS k, min(pos) AS first_pos, min(n) AS n,
-             min(abs(amount)) AS magnitude
-      FROM placed GROUP BY event_seq, partner_id
-    ),
-    counted AS (
-      SELECT c.*, count(*) OVER (PARTITION BY event_seq) AS partners FROM credited c
-    ),
-    floored AS (
-      -- floor and remainder of magnitude * num / den, without overflowing 64 bits
-      SELECT c.*,
-             (magnitude / {den}) * {num} + ((magnitude % {den}) * {num}) / {den} AS part,
-             ((magnitude % {den}) * {num}) % {den} AS remainder
-      FROM counted c
-    ),
-    shared AS (
-      SELECT f.*,
-             magnitude - sum(part) OVER (PARTITION BY event_seq) AS leftover,
-             row_number() OVER (PARTITION BY event_seq ORDER BY remainder DESC, first_pos)
-               AS rank_
-      FROM floored f
-    )
-    SELECT p.event_id, p.event_seq, p.currency, p.partner_id, p.touch_id, p.kind,
-           {touch_weight} AS weight,
-           (CASE WHEN p.amount < 0 THEN -1 ELSE 1 END) * (
-             s.share / s.k
-             + CASE WHEN row_number() OVER (PARTITION BY p.event_seq, p.partner_id
-                                            ORDER BY p.pos) <= s.share % s.k
-                    THEN 1 ELSE 0 END) AS amount,
-           -- the order the per-event path writes rows in: by event, then by credit (first
-           -- touch), then touch (explanations list an event's rows by seq)
-           row_number() OVER (ORDER BY p.event_seq, s.first_pos, p.pos) AS ord
-    FROM placed p
-    JOIN (SELECT event_seq, partner_id, k, partners, first_pos,
-                 part + CASE WHEN rank_ <= leftover THEN 1 ELSE 0 END AS share
-          FROM shared) s
-      ON s.event_seq = p.event_seq AND s.partner_id = p.partner_id
-    """
+    return [
+        f"""CREATE TEMPORARY TABLE replay_placed AS
+        SELECT t.*, row_number() OVER (PARTITION BY event_seq ORDER BY {order}) AS pos,
+               count(*) OVER (PARTITION BY event_seq) AS n
+        FROM replay_touches t""",
+        # Each partner's share of the event: split() over the partners.
+        f"""CREATE TEMPORARY TABLE replay_shares AS
+        WITH credited AS (
+          SELECT event_seq, partner_id, count(*) AS k, min(pos) AS first_pos, min(n) AS n,
+                 min(abs(amount)) AS magnitude
+          FROM replay_placed GROUP BY event_seq, partner_id
+        ),
+        counted AS (
+          SELECT c.*, count(*) OVER (PARTITION BY event_seq) AS partners FROM credited c
+        ),
+        floored AS (
+          -- floor and remainder of magnitude * num / den, without overflowing 64 bits
+          SELECT c.*,
+                 (magnitude / {den}) * {num} + ((magnitude % {den}) * {num}) / {den} AS part,
+                 ((magnitude % {den}) * {num}) % {den} AS remainder
+          FROM counted c
+        ),
+        shared AS (
+          SELECT f.*,
+                 magnitude - sum(part) OVER (PARTITION BY event_seq) AS leftover,
+                 row_number() OVER (PARTITION BY event_seq ORDER BY remainder DESC, first_pos)
+                   AS rank_
+          FROM floored f
+        )
+        SELECT event_seq, partner_id, k, partners, first_pos,
+               part + CASE WHEN rank_ <= leftover THEN 1 ELSE 0 END AS share
+        FROM shared""",
+        # SQLite joins on it below without an index only by scanning it once per touch.
+        "CREATE INDEX replay_shares_key ON replay_shares (event_seq, partner_id)",
+        # Each touch's share of its partner's: split() over equal weights.
+        f"""CREATE TEMPORARY TABLE replay_rows AS
+        SELECT p.event_id, p.event_seq, p.currency, p.partner_id, p.touch_id, p.kind,
+               {touch_weight} AS weight,
+               (CASE WHEN p.amount < 0 THEN -1 ELSE 1 END) * (
+                 s.share / s.k
+                 + CASE WHEN row_number() OVER (PARTITION BY p.event_seq, p.partner_id
+                                                ORDER BY p.pos) <= s.share % s.k
+                        THEN 1 ELSE 0 END) AS amount,
+               -- the order the per-event path writes rows in: by event, then by credit
+               -- (first touch), then touch (explanations list an event's rows by seq)
+               row_number() OVER (ORDER BY p.event_seq, s.first_pos, p.pos) AS ord
+        FROM replay_placed p
+        JOIN replay_shares s ON s.event_seq = p.event_seq AND s.partner_id = p.partner_id""",
+    ]
 
 
 def replay_set_based(
@@ -326,7 +336,8 @@ def replay_set_based(
     )
     run("CREATE TEMPORARY TABLE replay_touches AS " + _eligible_touches_sql(d, scope))
     run("ANALYZE replay_touches")  # temporary tables are never analysed automatically
-    run("CREATE TEMPORARY TABLE replay_rows AS " + _rows_sql(d, spec.name))
+    for statement in _rows_statements(d, spec.name):
+        run(statement)
     run("ANALYZE replay_rows")
     events = int(run("SELECT count(*) FROM replay_events").scalar_one())
     _compare(run)
@@ -351,6 +362,13 @@ def replay_set_based(
 def _compare(run: Callable[[str], Any]) -> None:
     """``replay_changed``: per (event, partner), the stored amount and the replayed one."""
     run(
+        """CREATE TEMPORARY TABLE replay_replayed AS
+        SELECT event_id, partner_id, currency, sum(amount) AS amount
+        FROM replay_rows GROUP BY event_id, partner_id, currency"""
+    )
+    # SQLite runs the full join below as a loop over the stored amounts: it needs this index.
+    run("CREATE INDEX replay_replayed_key ON replay_replayed (event_id, partner_id)")
+    run(
         """CREATE TEMPORARY TABLE replay_changed AS
         SELECT coalesce(o.event_id, r.event_id) AS event_id,
                coalesce(o.partner_id, r.partner_id) AS partner_id,
@@ -359,8 +377,7 @@ def _compare(run: Callable[[str], Any]) -> None:
         FROM (SELECT a.event_id, a.partner_id, s.currency, sum(a.amount) AS amount
               FROM attributions a JOIN replay_events s ON s.id = a.event_id
               GROUP BY a.event_id, a.partner_id, s.currency) o
-        FULL JOIN (SELECT event_id, partner_id, currency, sum(amount) AS amount
-                   FROM replay_rows GROUP BY event_id, partner_id, currency) r
+        FULL JOIN replay_replayed r
           ON r.event_id = o.event_id AND r.partner_id = o.partner_id"""
     )
 
