@@ -386,30 +386,20 @@ def _write(session: Session, d: _Dialect, config_id: str | None, params: dict[st
     """Replace the stored rows of the events whose rows differ from ``replay_rows``."""
     run = _runner(session, params)
     params.update(config=config_id, id_pairs=ID_PAIRS)
-    run(
-        """CREATE TEMPORARY TABLE replay_rewrite AS
-        SELECT event_id FROM replay_changed
-        WHERE current IS NULL OR replayed IS NULL OR current <> replayed
-        GROUP BY event_id"""
-    )
-    # Looked up once per new row below: an index, or SQLite scans the table each time.
-    run("CREATE INDEX replay_rewrite_event_id ON replay_rewrite (event_id)")
-    if d.pg:
-        run("ANALYZE replay_rewrite")
-    # The other events have the same amount per partner; one of them changes if a new row has
-    # no identical stored row under the same model, parameters and engine version. (The stored
-    # rows of an event have positive weights summing to 1, as the new ones do: if every new row
-    # is stored, the stored rows are exactly the new ones.)
+    # One hash full join of the stored rows with the new ones, touch by touch: linear whatever
+    # the planner estimates (an anti-join here ran in quadratic time on some plans).
     json_params = "CAST(:params AS jsonb)" if d.pg else ":params"
+    if not d.pg:  # SQLite runs a full join as a loop over the left side, probing the right
+        run("CREATE INDEX replay_rows_touch ON replay_rows (event_id, touch_id)")
     run(
-        f"""INSERT INTO replay_rewrite
-        SELECT DISTINCT r.event_id FROM replay_rows r
-        LEFT JOIN attributions a
-          ON a.event_id = r.event_id AND a.touch_id = r.touch_id AND a.partner_id = r.partner_id
-         AND a.touch_kind = r.kind AND a.weight = r.weight AND a.amount = r.amount
-         AND a.model = :model AND a.engine_version = :engine AND a.params = {json_params}
-        WHERE a.id IS NULL
-          AND NOT EXISTS (SELECT 1 FROM replay_rewrite w WHERE w.event_id = r.event_id)"""
+        f"""CREATE TEMPORARY TABLE replay_rewrite AS
+        SELECT DISTINCT coalesce(o.event_id, r.event_id) AS event_id
+        FROM (SELECT a.* FROM attributions a JOIN replay_events s ON s.id = a.event_id) o
+        FULL JOIN replay_rows r ON r.event_id = o.event_id AND r.touch_id = o.touch_id
+        WHERE o.event_id IS NULL OR r.event_id IS NULL
+           OR o.partner_id <> r.partner_id OR o.touch_kind <> r.kind
+           OR o.weight <> r.weight OR o.amount <> r.amount
+           OR o.model <> :model OR o.engine_version <> :engine OR o.params <> {json_params}"""
     )
     run("DELETE FROM attributions WHERE event_id IN (SELECT event_id FROM replay_rewrite)")
     last = int(run("SELECT coalesce(max(ord), 0) FROM replay_rows").scalar_one())
