@@ -30,6 +30,7 @@ import secrets
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -224,6 +225,11 @@ def load(engine: Engine, program_id: str, sizes: Sizes, seed: int) -> None:
     # Secondary indexes are built once at the end rather than maintained row by row.
     indexes = [i for t in (Click.__table__, IdentityEdge.__table__) for i in t.indexes]  # type: ignore[attr-defined]
     with engine.begin() as conn:
+        if pg:
+            # This session only: sort index builds in memory, and no WAL flush wait at commit
+            # (a crash would lose a throwaway benchmark database, nothing else).
+            conn.exec_driver_sql("SET LOCAL maintenance_work_mem = '1GB'")
+            conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
         for index in indexes:
             index.drop(conn)
         for sql in statements:
@@ -235,19 +241,67 @@ def load(engine: Engine, program_id: str, sizes: Sizes, seed: int) -> None:
 # --------------------------------------------------------------------------- replay
 
 
+class BackendCpu:
+    """CPU seconds of the PostgreSQL backends serving one database, from ``/proc`` (same
+    machine): sampled every 0.2 s while the replay runs, since a backend's counters vanish
+    with it. May miss up to the last 0.2 s of a backend's work; 0 where ``/proc`` is not
+    there (or for SQLite, whose work is the replay process's own)."""
+
+    def __init__(self, database: str | None) -> None:
+        self.database = database
+        self.seen: dict[int, float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def __enter__(self) -> BackendCpu:
+        if self.database:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self.database:
+            self._thread.join()
+
+    @property
+    def seconds(self) -> float:
+        return sum(self.seen.values())
+
+    def _watch(self) -> None:
+        tick = os.sysconf("SC_CLK_TCK")
+        marker = f" {self.database} ".encode()
+        while True:
+            for pid in os.listdir("/proc"):
+                if not pid.isdigit():
+                    continue
+                try:
+                    cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+                    if not cmdline.startswith(b"postgres: ") or marker not in cmdline:
+                        continue
+                    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                except OSError:
+                    continue
+                self.seen[int(pid)] = (int(fields[11]) + int(fields[12])) / tick
+            if self._stop.wait(0.2):
+                return
+
+
 @dataclass
 class Timed:
     label: str
     model: str
     seconds: float
     cpu: float
+    pg_cpu: float
     events: int
     changed: int
     rows: int
     check: dict[str, int]
 
 
-def run_replay(url: str, program_id: str, model: str, label: str, engine: Engine) -> Timed:
+def run_replay(
+    url: str, program_id: str, model: str, label: str, engine: Engine, database: str | None
+) -> Timed:
     env = {**os.environ, "DATABASE_URL": url, "SECRET_KEY": "bench-" + secrets.token_hex(8)}
     cmd = [
         sys.executable, "-m", "openpartner", "attribution", "replay",
@@ -255,7 +309,8 @@ def run_replay(url: str, program_id: str, model: str, label: str, engine: Engine
     ]  # fmt: skip
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
-    out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+    with BackendCpu(database) as backends:
+        out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
     seconds = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if out.returncode:
@@ -265,10 +320,13 @@ def run_replay(url: str, program_id: str, model: str, label: str, engine: Engine
     events, changed = int(parts[1]), int(parts[3])
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     check = verify(engine, program_id, model)
-    timed = Timed(label, model, seconds, cpu, events, changed, check.pop("rows"), check)
+    timed = Timed(
+        label, model, seconds, cpu, backends.seconds, events, changed, check.pop("rows"), check
+    )
     print(
         f"  {label:<8} {model:<10} {seconds:8.1f} s  {events / seconds:10,.0f} events/s  "
-        f"cpu {cpu:7.1f} s  changed {changed:,}  rows {timed.rows:,}  check {check}",
+        f"cpu {cpu:7.1f} s  postgres cpu {timed.pg_cpu:7.1f} s  changed {changed:,}  "
+        f"rows {timed.rows:,}  load {os.getloadavg()[0]:.2f}  check {check}",
         flush=True,
     )
     return timed
@@ -355,7 +413,10 @@ def machine() -> str:
 def bench_backend(backend: str, args: argparse.Namespace, sizes: Sizes) -> list[Timed]:
     tmp: tempfile.TemporaryDirectory[str] | None = None
     name = None
-    if backend == "postgresql":
+    if backend == "postgresql" and args.reuse:
+        name = args.reuse
+        url = sa.engine.make_url(args.pg_url).set(database=name).render_as_string(False)
+    elif backend == "postgresql":
         url, name = create_pg_database(args.pg_url)
     else:
         tmp = tempfile.TemporaryDirectory(prefix="bench-attr-", dir=args.sqlite_dir)
@@ -363,6 +424,12 @@ def bench_backend(backend: str, args: argparse.Namespace, sizes: Sizes) -> list[
     engine = create_engine(url)
     try:
         print(f"{backend}: {name or url}", flush=True)
+        if args.reuse:
+            # An earlier run's database (--keep): straight to the timed replays.
+            with engine.connect() as conn:
+                program_id = conn.exec_driver_sql("SELECT id FROM programs").scalar_one()
+            results = [run_replay(url, program_id, m, "timed", engine, name) for m in args.models]
+            return _checked(results)
         upgrade(engine)
         started = time.perf_counter()
         program_id = seed_program(engine)
@@ -376,25 +443,29 @@ def bench_backend(backend: str, args: argparse.Namespace, sizes: Sizes) -> list[
             f"{time.perf_counter() - started - loaded:.1f} s)",
             flush=True,
         )
-        results = [run_replay(url, program_id, "last_click", "initial", engine)]
+        results = [run_replay(url, program_id, "last_click", "initial", engine, name)]
         for model in args.models:
-            results.append(run_replay(url, program_id, model, "timed", engine))
-        failed = [
-            r
-            for r in results
-            if any(v for k, v in r.check.items() if k not in ("events", "attributed"))
-        ]
-        if failed:
-            raise SystemExit(f"integrity check failed: {failed}")
-        return results
+            results.append(run_replay(url, program_id, model, "timed", engine, name))
+        return _checked(results)
     finally:
         engine.dispose()
-        if name and not args.keep:
+        if name and not (args.keep or args.reuse):
             drop_pg_database(args.pg_url, name)
         elif name:
             print(f"  kept database {name}")
         if tmp and not args.keep:
             tmp.cleanup()
+
+
+def _checked(results: list[Timed]) -> list[Timed]:
+    failed = [
+        r
+        for r in results
+        if any(v for k, v in r.check.items() if k not in ("events", "attributed"))
+    ]
+    if failed:
+        raise SystemExit(f"integrity check failed: {failed}")
+    return results
 
 
 def main() -> int:
@@ -413,6 +484,9 @@ def main() -> int:
     )
     parser.add_argument("--sqlite-dir", default=None, help="where the SQLite file goes")
     parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
+    parser.add_argument(
+        "--reuse", metavar="DATABASE", help="time the replays on a kept PostgreSQL database"
+    )
     args = parser.parse_args()
     sizes = Sizes(
         clicks=int(10_000_000 * args.scale),
@@ -429,12 +503,15 @@ def main() -> int:
     for backend in backends:
         for r in bench_backend(backend, args, sizes):
             summary.append((backend, r))
-    print("\n| backend | run | model | seconds | events/s | CPU (replay process) | rows written |")
-    print("|---|---|---|---:|---:|---:|---:|")
+    print(
+        "\n| backend | run | model | seconds | events/s | CPU (replay process) "
+        "| CPU (PostgreSQL backend) | rows written |"
+    )
+    print("|---|---|---|---:|---:|---:|---:|---:|")
     for backend, r in summary:
         print(
             f"| {backend} | {r.label} | `{r.model}` | {r.seconds:.1f} | {r.events / r.seconds:,.0f}"
-            f" | {r.cpu:.1f} s | {r.rows:,} |"
+            f" | {r.cpu:.1f} s | {r.pg_cpu:.1f} s | {r.rows:,} |"
         )
     return 0
 

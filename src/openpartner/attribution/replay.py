@@ -28,8 +28,10 @@ from openpartner.attribution.service import (
     attribute,
     store,
 )
+from openpartner.attribution.set_replay import covers, replay_set_based
 from openpartner.commissions.models import Commission, CommissionRuleVersion
 from openpartner.commissions.service import sync_events
+from openpartner.deals.models import Deal
 from openpartner.events.bulk import is_postgresql, one_of
 from openpartner.events.models import Event
 from openpartner.programs.models import Program
@@ -127,6 +129,7 @@ def replay(
     )
     rules = Rules(session)
     effective_from = since or BEGINNING
+    config_id = None
     if dry_run:
         # The same rules resolution as applying, with the new version held in memory only.
         candidate = AttributionConfig(
@@ -151,7 +154,7 @@ def replay(
         )
         program.attribution_model, program.attribution_params = spec.name, config.params
         program.attribution_window_days = window
-        report.config_version = config.id
+        report.config_version = config_id = config.id
     pg = is_postgresql(session)
     # What sync_events would find out per chunk after loading every changed event: a program
     # with no commission rules and no commissions has no commissions to bring in line.
@@ -159,6 +162,26 @@ def replay(
         session.scalar(sa.select(model.program_id).where(model.program_id == program_id).limit(1))
         for model in (CommissionRuleVersion, Commission)
     )
+    set_based = covers(spec)
+    if set_based:
+        # The new version is the newest, effective from ``since``: every event in scope is
+        # under it, so the database derives them all at once (see set_replay.py).
+        derived, changed, changed_ids = replay_set_based(
+            session,
+            program_id=program_id,
+            spec=spec,
+            window_days=window,
+            since=since,
+            config_id=config_id,
+            dry_run=dry_run,
+            add_diff=lambda partner, currency, current, replayed: _add_diff(
+                report, partner, currency, current, replayed
+            ),
+        )
+        report.events += derived
+        report.changed_events += changed
+        if ruled and not dry_run:
+            sync_events(session, changed_ids)
     after = 0
     while True:
         stmt = (
@@ -173,6 +196,13 @@ def replay(
         )
         if since is not None:
             stmt = stmt.where(Event.occurred_at >= since)
+        if set_based:
+            # Left to this path: sales of deals with a model of their own.
+            stmt = stmt.where(
+                Event.deal_id.in_(
+                    sa.select(Deal.id).where(Deal.model.is_not(None), Deal.model != spec.name)
+                )
+            )
         events = list(session.execute(stmt).all())
         if not events:
             break
@@ -209,10 +239,13 @@ def _replay_chunk(
         if dict(replayed) != before:
             changed.append(event.id)
         for partner_id in set(before) | set(replayed):
-            key = (partner_id, currency_of[event.id])
-            diff = report.partners.setdefault(key, PartnerDiff(partner_id, currency_of[event.id]))
-            diff.current += before.get(partner_id, 0)
-            diff.replayed += replayed.get(partner_id, 0)
+            _add_diff(
+                report,
+                partner_id,
+                currency_of[event.id],
+                before.get(partner_id, 0),
+                replayed.get(partner_id, 0),
+            )
     report.changed_events += len(changed)
     if report.dry_run:
         return
@@ -227,6 +260,14 @@ def _replay_chunk(
         store(session, rows_)
     if ruled:
         sync_events(session, changed)
+
+
+def _add_diff(
+    report: ReplayReport, partner_id: str, currency: str | None, current: int, replayed: int
+) -> None:
+    diff = report.partners.setdefault((partner_id, currency), PartnerDiff(partner_id, currency))
+    diff.current += current
+    diff.replayed += replayed
 
 
 def _copy_rows(session: Session, rows: list[dict[str, Any]]) -> None:

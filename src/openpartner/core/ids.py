@@ -131,6 +131,20 @@ def new_ids(prefix: str, n: int) -> list[str]:
     return out
 
 
+def bulk_id_prefix(prefix: str) -> str:
+    """The first 14 characters (prefix and time part) of ids another component completes with
+    80 random bits per row, e.g. SQL writing millions of rows at once. The millisecond is one no
+    id of this process has used yet, and is then used up: those ids sort after every id made
+    here before and before every id made after, like :func:`new_id`'s."""
+    global _last
+    if prefix not in PREFIXES:
+        raise ValueError(f"unknown id prefix {prefix!r}")
+    with _lock:
+        millis = max(int(utc_now().timestamp() * 1000), (_last >> 80) + 1)
+        _last = (millis << 80) | ((1 << 80) - 1)
+    return f"{prefix}_{_encode(millis << 80, 26)[:10]}"
+
+
 def random_token(nbytes: int = 24) -> str:
     """URL-safe random string for secrets such as API keys and link keys."""
     return secrets.token_urlsafe(nbytes)

@@ -1,0 +1,444 @@
+"""Set-based replay for the models whose weights need no per-touch logic.
+
+Under ``last_click``, ``first_click``, ``linear`` and ``partner_equal`` an event's rows depend
+only on how many eligible touches it has, their order and their partners, so the database can
+derive a whole program's history in a few statements instead of Python touching every row:
+
+1. ``replay_touches``: the eligible touches of every event in scope, gathered exactly as
+   ``touches.touches_for_events`` does (clicks bound to the customer directly or carried by a
+   visitor bound to the customer, first bind wins; touchpoints on the customer or deal; the
+   synthetic coupon touch at the moment of the sale) and filtered exactly as the engine does
+   (window and 5-minute grace, both inclusive; flagged; revoked), each with its position in the
+   engine's order: time, then ingest sequence, then id (byte order, as Python compares).
+2. ``replay_rows``: the rows ``rows.rows_from`` would write. Weights are ``1/1`` (last, first),
+   ``1/n`` (linear) or ``1/(p*k)`` (partner_equal: p partners, k touches of this partner). Money
+   is ``core.money.split`` done with window functions: each partner gets the floor of its exact
+   share, the units left over go to the larger remainder, then the earlier first touch; within a
+   partner, whose touches weigh the same, to its earlier touches. Signs as ``split``: the
+   magnitude is split and the sign put back.
+3. The per-partner report and the changed events come from comparing ``replay_rows`` with the
+   stored rows in SQL. Only events whose stored rows differ (touch, partner, weight, amount,
+   model, parameters or engine version) are deleted and written again, so replaying twice
+   touches nothing.
+
+The exact engine stays the definition: ``tests/test_attribution_set_replay.py`` compares this
+path with it on random histories. Events whose deal has a model of its own are left to the
+caller (they are attributed under the deal's model).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from openpartner.attribution.engine import CLOCK_SKEW_GRACE, ENGINE_VERSION
+from openpartner.attribution.models import ModelSpec
+from openpartner.core.ids import bulk_id_prefix, new_id
+from openpartner.core.time import utc_now
+from openpartner.db.base import UTCDateTime
+from openpartner.events.bulk import is_postgresql
+
+SET_BASED_MODELS: Final = frozenset({"last_click", "first_click", "linear", "partner_equal"})
+_GRACE_SECONDS: Final = int(CLOCK_SKEW_GRACE.total_seconds())
+_ALPHABET: Final = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+def covers(spec: ModelSpec) -> bool:
+    return spec.name in SET_BASED_MODELS
+
+
+def deal_override() -> str:
+    """SQL condition on ``e`` (an event): its deal has a model of its own, other than
+    ``:model``; such events keep the per-event path."""
+    return (
+        "EXISTS (SELECT 1 FROM deals d WHERE d.id = e.deal_id"
+        " AND d.model IS NOT NULL AND d.model <> :model)"
+    )
+
+
+class _Dialect:
+    """The few places where PostgreSQL and SQLite spell the same thing differently."""
+
+    def __init__(self, pg: bool) -> None:
+        self.pg = pg
+        # Python compares ids by code point; PostgreSQL's default collation may not.
+        self.bytewise = ' COLLATE "C"' if pg else ""
+
+    def unindexed(self, column: str) -> str:
+        """``column``, in a form SQLite will not pick an index for: on ``x IS [NOT] NULL`` it
+        would otherwise scan the wrong index of ``identity_edges`` once per event."""
+        return column if self.pg else f"+{column}"
+
+    def shifted(self, column: str, seconds: str) -> str:
+        """``column`` plus ``seconds`` (an SQL integer expression), exact to the microsecond."""
+        if self.pg:
+            return f"({column} + make_interval(secs => {seconds}))"
+        # SQLite stores 'YYYY-MM-DD HH:MM:SS.ffffff': shift the whole seconds, keep the fraction.
+        return (
+            f"(datetime(substr({column}, 1, 19), ({seconds}) || ' seconds')"
+            f" || substr({column}, 20))"
+        )
+
+    def new_id(self, prefix: str, counter: str) -> str:
+        """An SQL expression making one id per row in ``core.ids`` format, increasing with
+        ``counter`` (0 to 2**24 - 1, distinct per row) like ``core.ids.new_id``'s within a
+        process: the time part shared by the statement (a millisecond after every id this
+        process made), then the counter's 24 bits and 56 random bits from ``r.b``, the 16 bytes
+        of a random UUID. Increasing ids go in at the right edge of the unique index on ids
+        instead of at random pages all over it, which is most of the cost of writing millions
+        of rows."""
+        if not self.pg:
+            return "op_new_att_id()"
+
+        def bits(i: int, shift: int) -> str:  # byte i of the UUID, shifted left
+            return f"(get_byte(r.b, {i})::bigint << {shift})"
+
+        # 80 bits as two 40-bit halves; every shift is parenthesised, as <<, | and & share one
+        # precedence in PostgreSQL. UUID bytes 6 and 8 (version, variant) are not used.
+        high = f"((({counter})::bigint << 16) | {bits(0, 8)} | {bits(1, 0)})"
+        low = (
+            "("
+            + " | ".join(bits(i, sh) for i, sh in ((2, 32), (3, 24), (4, 16), (5, 8), (7, 0)))
+            + ")"
+        )
+        # Each 10 bits are two characters, sliced from ``:id_pairs``, the 1,024 pairs as bytes
+        # (bytea slices are O(1); text ones in a UTF-8 database are not).
+        chunks = [
+            f"substring(:id_pairs from 2 * ((({half} >> {shift}) & 1023)::int) + 1 for 2)"
+            for half in (high, low)
+            for shift in (30, 20, 10, 0)
+        ]
+        return f"'{bulk_id_prefix(prefix)}' || encode({' || '.join(chunks)}, 'escape')"
+
+
+COUNTER_BITS: Final = 24
+TEMPORARY_TABLES: Final = (
+    "replay_events",
+    "replay_touches",
+    "replay_placed",
+    "replay_shares",
+    "replay_rows",
+    "replay_replayed",
+    "replay_changed",
+    "replay_rewrite",
+)
+WORK_MEM: Final = "1GB"
+"""Per sort or hash, for this transaction only: the largest hash (every click of the program)
+then stays in memory instead of spilling to temporary files."""
+ID_PAIRS: Final = "".join(a + b for a in _ALPHABET for b in _ALPHABET).encode()
+
+
+def _eligible_touches_sql(d: _Dialect, scope: str) -> str:
+    """Every eligible touch of the events in ``scope`` (an SQL condition on ``e``)."""
+    not_revoked = "coalesce(p.status, '') <> 'revoked'"
+    earliest = d.shifted("e.occurred_at", "-86400 * :window")
+    latest = d.shifted("e.occurred_at", str(_GRACE_SECONDS))
+    return f"""
+    SELECT event_id{d.bytewise} AS event_id, event_seq, currency, amount,
+           partner_id{d.bytewise} AS partner_id, touch_id{d.bytewise} AS touch_id, kind, at, seq
+    FROM (
+    WITH ev AS (
+      SELECT e.id, e.seq, e.currency, e.customer_id, e.deal_id, e.promotion_code, e.occurred_at,
+             coalesce(e.amount, 0) AS amount, {earliest} AS earliest, {latest} AS latest
+      FROM events e WHERE {scope}
+    ),
+    found AS (
+      SELECT ev.id AS event_id, ev.seq AS event_seq, ev.currency, ev.amount, ev.earliest,
+             ev.latest, ed.click_id
+      FROM ev JOIN identity_edges ed
+        ON ed.program_id = :program AND ed.customer_id = ev.customer_id
+       AND ed.status = 'bound' AND {d.unindexed("ed.click_id")} IS NOT NULL
+      WHERE ev.customer_id <> ''
+      UNION ALL
+      SELECT DISTINCT ev.id, ev.seq, ev.currency, ev.amount, ev.earliest, ev.latest,
+             carrier.click_id
+      FROM ev
+      JOIN identity_edges visitor
+        ON visitor.program_id = :program AND visitor.customer_id = ev.customer_id
+       AND visitor.status = 'bound' AND {d.unindexed("visitor.visitor_id")} IS NOT NULL
+      JOIN identity_edges carrier
+        ON carrier.program_id = :program AND carrier.visitor_id = visitor.visitor_id
+       AND {d.unindexed("carrier.customer_id")} IS NULL
+       AND {d.unindexed("carrier.click_id")} IS NOT NULL
+      WHERE ev.customer_id <> ''
+        -- counted above when bound to the customer directly
+        AND NOT EXISTS (
+          SELECT 1 FROM identity_edges own
+          WHERE own.program_id = :program AND own.click_id = carrier.click_id
+            AND own.customer_id = ev.customer_id AND own.status = 'bound')
+        -- first bind wins: a click another customer bound first is theirs
+        AND coalesce((
+          SELECT binder.customer_id FROM identity_edges binder
+          WHERE binder.program_id = :program AND binder.click_id = carrier.click_id
+            AND binder.customer_id IS NOT NULL AND binder.status = 'bound'
+          ORDER BY binder.seq LIMIT 1), ev.customer_id) = ev.customer_id
+    )
+    SELECT f.event_id, f.event_seq, f.currency, f.amount, c.partner_id, c.id AS touch_id,
+           'click' AS kind,
+           c.clicked_at AS at, c.seq
+    FROM found f
+    JOIN clicks c ON c.id = f.click_id
+    LEFT JOIN partners p ON p.id = c.partner_id
+    WHERE c.clicked_at >= f.earliest AND c.clicked_at <= f.latest
+      AND NOT (coalesce(c.bot, false) OR coalesce(c.duplicate, false)
+               OR coalesce(c.velocity, false) OR coalesce(c.revoked, false))
+      AND {not_revoked}
+    UNION ALL
+    SELECT ev.id, ev.seq, ev.currency, ev.amount, t.partner_id, t.id, 'touchpoint',
+           t.occurred_at, t.seq
+    FROM ev
+    JOIN touchpoints t ON t.program_id = :program AND t.customer_id = ev.customer_id
+    LEFT JOIN partners p ON p.id = t.partner_id
+    WHERE ev.customer_id <> '' AND t.occurred_at >= ev.earliest AND t.occurred_at <= ev.latest
+      AND {not_revoked}
+    UNION ALL
+    SELECT ev.id, ev.seq, ev.currency, ev.amount, t.partner_id, t.id, 'touchpoint',
+           t.occurred_at, t.seq
+    FROM ev
+    JOIN touchpoints t ON t.program_id = :program AND t.deal_id = ev.deal_id
+    LEFT JOIN partners p ON p.id = t.partner_id
+    WHERE ev.deal_id <> '' AND t.occurred_at >= ev.earliest AND t.occurred_at <= ev.latest
+      AND NOT coalesce(ev.customer_id <> '' AND t.customer_id = ev.customer_id, false)
+      AND {not_revoked}
+    UNION ALL
+    SELECT ev.id, ev.seq, ev.currency, ev.amount, pc.partner_id, pc.id, 'coupon',
+           ev.occurred_at, 0
+    FROM ev
+    JOIN promotion_codes pc
+      ON pc.program_id = :program AND pc.code = upper(ev.promotion_code) AND pc.active
+    LEFT JOIN partners p ON p.id = pc.partner_id
+    WHERE ev.promotion_code <> '' AND {not_revoked}
+    ) touches
+    """
+
+
+def _rows_statements(d: _Dialect, model: str) -> list[str]:
+    """The statements making ``replay_rows`` from ``replay_touches``: (event, partner, touch,
+    kind, weight, amount, and ``ord``, the order to write in)."""
+    order = "at, seq, touch_id"
+    if model in ("last_click", "first_click"):
+        direction = " DESC" if model == "last_click" else ""
+        desc_order = ", ".join(f"{c}{direction}" for c in order.split(", "))
+        return [
+            f"""CREATE TEMPORARY TABLE replay_rows AS
+            SELECT event_id, event_seq, currency, partner_id, touch_id, kind, '1/1' AS weight,
+                   amount, row_number() OVER (ORDER BY event_seq) AS ord
+            FROM (
+              SELECT t.*, row_number() OVER (PARTITION BY event_seq ORDER BY {desc_order}) AS pick
+              FROM replay_touches t
+            ) ranked WHERE pick = 1"""
+        ]
+    # linear: a partner with k of the n touches weighs k/n; partner_equal: each of the p
+    # partners weighs 1/p. Over one denominator: numerator num, denominator den.
+    num, den = ("k", "n") if model == "linear" else ("1", "partners")
+    touch_weight = "'1/' || n" if model == "linear" else "'1/' || (partners * k)"
+    return [
+        f"""CREATE TEMPORARY TABLE replay_placed AS
+        SELECT t.*, row_number() OVER (PARTITION BY event_seq ORDER BY {order}) AS pos,
+               count(*) OVER (PARTITION BY event_seq) AS n
+        FROM replay_touches t""",
+        # Each partner's share of the event: split() over the partners.
+        f"""CREATE TEMPORARY TABLE replay_shares AS
+        WITH credited AS (
+          SELECT event_seq, partner_id, count(*) AS k, min(pos) AS first_pos, min(n) AS n,
+                 min(abs(amount)) AS magnitude
+          FROM replay_placed GROUP BY event_seq, partner_id
+        ),
+        counted AS (
+          SELECT c.*, count(*) OVER (PARTITION BY event_seq) AS partners FROM credited c
+        ),
+        floored AS (
+          -- floor and remainder of magnitude * num / den, without overflowing 64 bits
+          SELECT c.*,
+                 (magnitude / {den}) * {num} + ((magnitude % {den}) * {num}) / {den} AS part,
+                 ((magnitude % {den}) * {num}) % {den} AS remainder
+          FROM counted c
+        ),
+        shared AS (
+          SELECT f.*,
+                 magnitude - sum(part) OVER (PARTITION BY event_seq) AS leftover,
+                 row_number() OVER (PARTITION BY event_seq ORDER BY remainder DESC, first_pos)
+                   AS rank_
+          FROM floored f
+        )
+        SELECT event_seq, partner_id, k, partners, first_pos,
+               part + CASE WHEN rank_ <= leftover THEN 1 ELSE 0 END AS share
+        FROM shared""",
+        # SQLite joins on it below without an index only by scanning it once per touch.
+        "CREATE INDEX replay_shares_key ON replay_shares (event_seq, partner_id)",
+        # Each touch's share of its partner's: split() over equal weights.
+        f"""CREATE TEMPORARY TABLE replay_rows AS
+        SELECT p.event_id, p.event_seq, p.currency, p.partner_id, p.touch_id, p.kind,
+               {touch_weight} AS weight,
+               (CASE WHEN p.amount < 0 THEN -1 ELSE 1 END) * (
+                 s.share / s.k
+                 + CASE WHEN row_number() OVER (PARTITION BY p.event_seq, p.partner_id
+                                                ORDER BY p.pos) <= s.share % s.k
+                        THEN 1 ELSE 0 END) AS amount,
+               -- the order the per-event path writes rows in: by event, then by credit
+               -- (first touch), then touch (explanations list an event's rows by seq)
+               row_number() OVER (ORDER BY p.event_seq, s.first_pos, p.pos) AS ord
+        FROM replay_placed p
+        JOIN replay_shares s ON s.event_seq = p.event_seq AND s.partner_id = p.partner_id""",
+    ]
+
+
+def replay_set_based(
+    session: Session,
+    *,
+    program_id: str,
+    spec: ModelSpec,
+    window_days: int,
+    since: datetime | None,
+    config_id: str | None,
+    dry_run: bool,
+    add_diff: Callable[[str, str | None, int, int], None],
+) -> tuple[int, int, list[str]]:
+    """Replay every event of the program in scope (not a refund, from ``since`` on, not under a
+    deal's own model) under ``spec``. Reports each (partner, currency) total through
+    ``add_diff(partner, currency, current, replayed)`` and returns (events, events whose
+    per-partner amounts changed, their ids). Writes nothing when ``dry_run``."""
+    d = _Dialect(is_postgresql(session))
+    scope = (
+        "e.program_id = :program AND e.type <> 'refund'"
+        + (" AND e.occurred_at >= :since" if since is not None else "")
+        + f" AND NOT ({deal_override()})"
+    )
+    params: dict[str, Any] = {
+        "program": program_id,
+        "window": window_days,
+        "model": spec.name,
+        "params": json.dumps(spec.params_for_storage()),
+        "engine": ENGINE_VERSION,
+    }
+    if since is not None:
+        # SQLite compares the stored text: bind the stored form.
+        params["since"] = since if d.pg else since.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    run = _runner(session, params)
+    if d.pg:
+        # Sorting and hashing a whole history: in memory rather than in temporary files.
+        run(f"SET LOCAL work_mem = '{WORK_MEM}'")
+        if not run("SELECT pg_my_temp_schema() <> 0").scalar_one():
+            # Only before the session's first temporary table (PostgreSQL refuses it after).
+            run(f"SET LOCAL temp_buffers = '{WORK_MEM}'")
+    else:
+        _register_sqlite_ids(session)
+    for table in TEMPORARY_TABLES:
+        run(f"DROP TABLE IF EXISTS {table}")
+    run(
+        f"CREATE TEMPORARY TABLE replay_events AS SELECT e.id{d.bytewise} AS id, e.seq, "
+        f"e.currency FROM events e WHERE {scope}"
+    )
+    run("CREATE TEMPORARY TABLE replay_touches AS " + _eligible_touches_sql(d, scope))
+    run("ANALYZE replay_touches")  # temporary tables are never analysed automatically
+    for statement in _rows_statements(d, spec.name):
+        run(statement)
+    run("ANALYZE replay_rows")
+    events = int(run("SELECT count(*) FROM replay_events").scalar_one())
+    _compare(run)
+    for row in run(
+        """SELECT partner_id, currency, sum(coalesce(current, 0)), sum(coalesce(replayed, 0))
+           FROM replay_changed GROUP BY partner_id, currency"""
+    ):
+        add_diff(row[0], row[1], int(row[2]), int(row[3]))
+    changed = list(
+        run(
+            "SELECT DISTINCT event_id FROM replay_changed"
+            " WHERE current IS NULL OR replayed IS NULL OR current <> replayed"
+        ).scalars()
+    )
+    if not dry_run:
+        _write(session, d, config_id, params)
+    for table in TEMPORARY_TABLES:
+        run(f"DROP TABLE IF EXISTS {table}")
+    return events, len(changed), changed
+
+
+def _compare(run: Callable[[str], Any]) -> None:
+    """``replay_changed``: per (event, partner), the stored amount and the replayed one."""
+    run(
+        """CREATE TEMPORARY TABLE replay_replayed AS
+        SELECT event_id, partner_id, currency, sum(amount) AS amount
+        FROM replay_rows GROUP BY event_id, partner_id, currency"""
+    )
+    # SQLite runs the full join below as a loop over the stored amounts: it needs this index.
+    run("CREATE INDEX replay_replayed_key ON replay_replayed (event_id, partner_id)")
+    run(
+        """CREATE TEMPORARY TABLE replay_changed AS
+        SELECT coalesce(o.event_id, r.event_id) AS event_id,
+               coalesce(o.partner_id, r.partner_id) AS partner_id,
+               coalesce(o.currency, r.currency) AS currency,
+               o.amount AS current, r.amount AS replayed
+        FROM (SELECT a.event_id, a.partner_id, s.currency, sum(a.amount) AS amount
+              FROM attributions a JOIN replay_events s ON s.id = a.event_id
+              GROUP BY a.event_id, a.partner_id, s.currency) o
+        FULL JOIN replay_replayed r
+          ON r.event_id = o.event_id AND r.partner_id = o.partner_id"""
+    )
+
+
+def _write(session: Session, d: _Dialect, config_id: str | None, params: dict[str, Any]) -> None:
+    """Replace the stored rows of the events whose rows differ from ``replay_rows``."""
+    run = _runner(session, params)
+    params.update(config=config_id, id_pairs=ID_PAIRS)
+    # One hash full join of the stored rows with the new ones, touch by touch: linear whatever
+    # the planner estimates (an anti-join here ran in quadratic time on some plans).
+    json_params = "CAST(:params AS jsonb)" if d.pg else ":params"
+    if not d.pg:  # SQLite runs a full join as a loop over the left side, probing the right
+        run("CREATE INDEX replay_rows_touch ON replay_rows (event_id, touch_id)")
+    run(
+        f"""CREATE TEMPORARY TABLE replay_rewrite AS
+        SELECT DISTINCT coalesce(o.event_id, r.event_id) AS event_id
+        FROM (SELECT a.* FROM attributions a JOIN replay_events s ON s.id = a.event_id) o
+        FULL JOIN replay_rows r ON r.event_id = o.event_id AND r.touch_id = o.touch_id
+        WHERE o.event_id IS NULL OR r.event_id IS NULL
+           OR o.partner_id <> r.partner_id OR o.touch_kind <> r.kind
+           OR o.weight <> r.weight OR o.amount <> r.amount
+           OR o.model <> :model OR o.engine_version <> :engine OR o.params <> {json_params}"""
+    )
+    run("DELETE FROM attributions WHERE event_id IN (SELECT event_id FROM replay_rewrite)")
+    last = int(run("SELECT coalesce(max(ord), 0) FROM replay_rows").scalar_one())
+    # OFFSET 0 keeps PostgreSQL from inlining the subquery: one random UUID per row.
+    random_bytes = "uuid_send(gen_random_uuid())" if d.pg else "NULL"
+    batch = 1 << COUNTER_BITS  # ids count rows up to this within one time part
+    for after in range(0, last, batch):
+        now = sa.bindparam("now", utc_now(), type_=UTCDateTime())
+        session.execute(
+            sa.text(
+                f"""INSERT INTO attributions (id, program_id, event_id, partner_id, touch_id,
+                    touch_kind, weight, amount, currency, model, params, config_version,
+                    engine_version, created_at)
+                SELECT {d.new_id("att", "r.ord - :after - 1")}, :program, r.event_id,
+                       r.partner_id, r.touch_id, r.kind, r.weight, r.amount, r.currency, :model,
+                       {"CAST(:params AS jsonb)" if d.pg else ":params"}, :config, :engine, :now
+                FROM (SELECT x.*, {random_bytes} AS b FROM replay_rows x
+                      WHERE x.ord > :after AND x.ord <= :after + :batch
+                        AND x.event_id IN (SELECT event_id FROM replay_rewrite)
+                      ORDER BY x.ord {"OFFSET 0" if d.pg else ""}) r"""
+            ).bindparams(now),
+            {**params, "after": after, "batch": batch},
+        )
+
+
+def _runner(
+    session: Session, params: dict[str, Any]
+) -> Callable[[str], sa.Result[*tuple[Any, ...]]]:
+    def run(sql: str) -> sa.Result[*tuple[Any, ...]]:
+        return session.execute(sa.text(sql), params)
+
+    return run
+
+
+def _register_sqlite_ids(session: Session) -> None:
+    """``op_new_att_id()`` on this SQLite connection: ``core.ids.new_id('att')`` per row."""
+    connection = session.connection()
+    # Once per connection: SQLite refuses to redefine a function while statements are open.
+    if not connection.info.get("op_new_att_id"):
+        raw = connection.connection.dbapi_connection
+        raw.create_function("op_new_att_id", 0, lambda: new_id("att"))  # type: ignore[union-attr]
+        connection.info["op_new_att_id"] = True
