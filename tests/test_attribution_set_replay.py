@@ -108,6 +108,7 @@ def build(session: Session, touches: list[TouchSpec], sales: list[tuple[Any, ...
             )
         )
 
+    bound_visitors: set[str] = set()
     for n, t in enumerate(touches):
         at = T0 + t.offset
         customer = f"c{t.customer}"
@@ -143,7 +144,9 @@ def build(session: Session, touches: list[TouchSpec], sales: list[tuple[Any, ...
             edge(click_id=click.id, customer_id=customer)
         else:
             visitor = f"v{n % 3}-{t.customer}"
-            edge(visitor_id=visitor, customer_id=customer)
+            if visitor not in bound_visitors:  # a visitor id is bound once (unique index)
+                bound_visitors.add(visitor)
+                edge(visitor_id=visitor, customer_id=customer)
             edge(click_id=click.id, visitor_id=visitor)
             edge(click_id=click.id, visitor_id=visitor)  # the same path twice counts once
             if t.kind == "stolen":

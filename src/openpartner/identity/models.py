@@ -9,6 +9,8 @@ from openpartner.clicks.models import SeqType
 from openpartner.core.time import utc_now
 from openpartner.db.base import Base, IdType
 
+_BOUND = "status = 'bound' AND customer_id IS NOT NULL AND {} IS NOT NULL"
+
 
 class IdentityEdge(Base):
     """One observation that identifiers belong together. Append-only: a conflicting bind is
@@ -19,6 +21,18 @@ class IdentityEdge(Base):
         sa.Index("ix_identity_edges_program_id_click_id", "program_id", "click_id"),
         sa.Index("ix_identity_edges_program_id_visitor_id", "program_id", "visitor_id"),
         sa.Index("ix_identity_edges_program_id_customer_id", "program_id", "customer_id"),
+        # A click id (a visitor id) is bound to one customer: of two racing binds, one wins.
+        *(
+            sa.Index(
+                f"uq_identity_edges_bound_{identifier}",
+                "program_id",
+                identifier,
+                unique=True,
+                postgresql_where=sa.text(_BOUND.format(identifier)),
+                sqlite_where=sa.text(_BOUND.format(identifier)),
+            )
+            for identifier in ("click_id", "visitor_id")
+        ),
     )
 
     seq: Mapped[int] = mapped_column(SeqType, primary_key=True, autoincrement=True)

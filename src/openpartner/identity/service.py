@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from openpartner.clicks.models import Click
@@ -55,6 +56,30 @@ def _edge(
     )
 
 
+def _bind_first(
+    session: Session,
+    program_id: str,
+    source: str,
+    customer_id: str,
+    name: str,
+    column: Any,
+    value: str,
+) -> str | None:
+    """Bind ``value`` to the customer. ``None`` when this call bound it; otherwise a concurrent
+    call bound it first (the partial unique index on bound edges let one win) and this is the
+    customer it bound it to."""
+    try:
+        with session.begin_nested():
+            _edge(session, program_id, source, customer_id=customer_id, **{name: value})
+            session.flush()
+    except IntegrityError:
+        winner = _bound_customer(session, program_id, column, value)
+        if winner is None:
+            raise
+        return winner
+    return None
+
+
 def bind(
     session: Session,
     program: Program,
@@ -85,9 +110,11 @@ def bind(
             continue
         bound = _bound_customer(session, program.id, column, value)
         if bound is None:
-            _edge(session, program.id, source, customer_id=customer_id, **{name: value})
-            result.new_binding = True
-        elif bound != customer_id:
+            bound = _bind_first(session, program.id, source, customer_id, name, column, value)
+            if bound is None:
+                result.new_binding = True
+                continue
+        if bound != customer_id:
             _edge(session, program.id, source, "conflict", customer_id=customer_id, **{name: value})
             result.conflicts.append(
                 {"identifier": name, "value": value, "bound_customer_id": bound}
