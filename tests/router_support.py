@@ -229,15 +229,22 @@ def start_router(
             start_new_session=True,
         )
     router = RouterProcess(process, port, log)
+    ready_workers: set[int] = set()
 
     def up() -> bool:
+        """Every worker answers ready (or, with ``ready=False``, any answers at all). Each probe
+        is a new connection, which the kernel hands to any worker; ``pid`` tells them apart."""
         if process.poll() is not None:
             raise AssertionError(f"router exited: {log.read_text()}")
         try:
             response = httpx.get(router.base + "/health", timeout=1)
         except httpx.HTTPError:
             return False
-        return response.status_code == 200 or not ready
+        if not ready:
+            return True
+        if response.status_code == 200:
+            ready_workers.add(response.json()["pid"])
+        return len(ready_workers) == workers
 
     try:
         wait_until(up, timeout=60, what="router start")

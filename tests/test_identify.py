@@ -5,13 +5,14 @@ from collections.abc import Callable
 import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from openpartner.core.ids import new_id
-from openpartner.db.engine import create_engine
 from openpartner.identity.models import IdentityEdge
 from openpartner.identity.service import BindResult, bind, clicks_of_customer, email_hash
+from tests.conftest import create_test_database
 from tests.factories import make_click, make_link, make_partner, make_program
+from tests.ledger_helpers import scratch_database
 
 KeyFor = Callable[..., str]
 
@@ -228,35 +229,30 @@ def test_visitor_carrying_a_click_binds_it(
     assert [c["identifier"] for c in later["conflicts"]] == ["visitor_id"]
 
 
-def test_two_binds_racing_for_one_click_leave_one_binding(
-    database_url: str,
-) -> None:
+def test_two_binds_racing_for_one_click_leave_one_binding() -> None:
     """Both calls find the click unbound; the database lets one bound edge in (a partial unique
     index) and the loser answers as a conflict, exactly as if it had come second."""
-    engine = create_engine(database_url)
-    sessions = sessionmaker(bind=engine, expire_on_commit=False)
-    with sessions() as setup:
-        program = make_program(setup)
-        click = make_click(
-            setup, link=make_link(setup, partner=make_partner(setup, program=program))
-        )
-        setup.commit()
-    first, second = sessions(), sessions()
-    try:
-        assert bind(first, program, customer_id="cus_first", click_id=click.id).new_binding
-        outcome: list[BindResult] = []
-        # The second call starts before the first commits: on PostgreSQL its read sees no
-        # binding and its insert waits on the unique index; SQLite serializes the two writers.
-        racer = threading.Thread(
-            target=lambda: outcome.append(
-                bind(second, program, customer_id="cus_second", click_id=click.id)
+    with scratch_database(create_test_database) as (_url, sessions):
+        with sessions() as setup:
+            program = make_program(setup)
+            partner = make_partner(setup, program=program)
+            click = make_click(setup, link=make_link(setup, partner=partner))
+            setup.commit()
+        with sessions() as first, sessions() as second:
+            assert bind(first, program, customer_id="cus_first", click_id=click.id).new_binding
+            outcome: list[BindResult] = []
+            # The second call starts before the first commits: on PostgreSQL its read sees no
+            # binding and its insert waits on the unique index; SQLite serializes the writers.
+            racer = threading.Thread(
+                target=lambda: outcome.append(
+                    bind(second, program, customer_id="cus_second", click_id=click.id)
+                )
             )
-        )
-        racer.start()
-        time.sleep(0.3)  # let it reach the insert (or the write lock) before the first commits
-        first.commit()
-        racer.join(timeout=30)
-        second.commit()
+            racer.start()
+            time.sleep(0.3)  # let it reach the insert (or the write lock) before the commit
+            first.commit()
+            racer.join(timeout=30)
+            second.commit()
         (result,) = outcome
         assert not result.new_binding
         assert result.conflicts == [
@@ -270,7 +266,3 @@ def test_two_binds_racing_for_one_click_leave_one_binding(
             ).all()
             assert bound == ["cus_first"]
             assert clicks_of_customer(check, program.id, "cus_second") == []
-    finally:
-        first.close()
-        second.close()
-        engine.dispose()
