@@ -6,9 +6,11 @@ transaction (``clicks.writer.record_clicks``). When the database is unreachable 
 the on-disk spool instead, and so does every later batch until the spool has been replayed in
 order, so clicks reach the table in the order they were taken.
 
-Loss: a crash loses the buffer (at most one flush interval) and a batch being written at that
-moment; a clean shutdown flushes everything (to the database or the spool). ``dropped`` counts
-clicks lost to a full spool or an over-full buffer and is expected to stay 0.
+Loss: a crash loses the buffer and a batch being written at that moment — one flush interval
+while the database keeps up, the whole backlog when clicks arrive faster than it can write them
+(``buffer_depth`` on ``/health`` shows which); a clean shutdown flushes everything (to the
+database or the spool). ``dropped`` counts clicks lost to a full spool or an over-full buffer and
+is expected to stay 0.
 """
 
 from __future__ import annotations
