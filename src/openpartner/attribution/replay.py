@@ -29,8 +29,7 @@ from openpartner.attribution.service import (
     store,
 )
 from openpartner.attribution.set_replay import covers, replay_set_based
-from openpartner.commissions.models import Commission, CommissionRuleVersion
-from openpartner.commissions.service import sync_events
+from openpartner.commissions.service import programs_with_commissions, sync_events
 from openpartner.deals.models import Deal
 from openpartner.events.bulk import is_postgresql, one_of
 from openpartner.events.models import Event
@@ -158,10 +157,7 @@ def replay(
     pg = is_postgresql(session)
     # What sync_events would find out per chunk after loading every changed event: a program
     # with no commission rules and no commissions has no commissions to bring in line.
-    ruled = any(
-        session.scalar(sa.select(model.program_id).where(model.program_id == program_id).limit(1))
-        for model in (CommissionRuleVersion, Commission)
-    )
+    ruled = bool(programs_with_commissions(session, [program_id]))
     set_based = covers(spec)
     if set_based:
         # The new version is the newest, effective from ``since``: every event in scope is
