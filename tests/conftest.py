@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session, sessionmaker  # noqa: E402
 
 from openpartner.api.app import create_app  # noqa: E402
 from openpartner.core.time import clock  # noqa: E402
+from openpartner.db import scratch  # noqa: E402
 from openpartner.db.engine import create_engine  # noqa: E402
 from openpartner.db.migrate import upgrade  # noqa: E402
 from openpartner.settings import Settings  # noqa: E402
@@ -49,18 +50,8 @@ def backend() -> str:
 def create_test_database() -> tuple[str, object]:
     """A fresh, empty database URL for the chosen backend and a callable that drops it."""
     if backend() == "postgresql":
-        name = f"openpartner_test_{os.getpid()}_{secrets.token_hex(4)}"
-        admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-        url = sa.engine.make_url(PG_ADMIN_URL).set(database=name).render_as_string(False)
-
-        def drop() -> None:
-            with admin.connect() as conn:
-                conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            admin.dispose()
-
-        return url, drop
+        url, name = scratch.create_database(PG_ADMIN_URL, "openpartner_test")
+        return url, lambda: scratch.drop_database(PG_ADMIN_URL, name)
     path = _TMP / f"test-{secrets.token_hex(4)}.db"
     return f"sqlite:///{path}", lambda: path.unlink(missing_ok=True)
 

@@ -45,6 +45,7 @@ from openpartner.attribution.records import AttributionRow
 from openpartner.attribution.service import attribute
 from openpartner.clicks.models import Click
 from openpartner.core.ids import new_id
+from openpartner.db import scratch
 from openpartner.db.engine import create_engine
 from openpartner.db.migrate import upgrade
 from openpartner.events.models import Event
@@ -60,22 +61,6 @@ SAMPLE = 2_000  # events re-derived by the engine and compared with the stored r
 
 
 # --------------------------------------------------------------------------- databases
-
-
-def create_pg_database(admin_url: str) -> tuple[str, str]:
-    name = f"openpartner_bench_attr_{os.getpid()}_{secrets.token_hex(3)}"
-    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    admin.dispose()
-    return sa.engine.make_url(admin_url).set(database=name).render_as_string(False), name
-
-
-def drop_pg_database(admin_url: str, name: str) -> None:
-    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    admin.dispose()
 
 
 # --------------------------------------------------------------------------- generator
@@ -417,7 +402,7 @@ def bench_backend(backend: str, args: argparse.Namespace, sizes: Sizes) -> list[
         name = args.reuse
         url = sa.engine.make_url(args.pg_url).set(database=name).render_as_string(False)
     elif backend == "postgresql":
-        url, name = create_pg_database(args.pg_url)
+        url, name = scratch.create_database(args.pg_url, "openpartner_bench_attr")
     else:
         tmp = tempfile.TemporaryDirectory(prefix="bench-attr-", dir=args.sqlite_dir)
         url = f"sqlite:///{tmp.name}/bench.db"
@@ -450,7 +435,7 @@ def bench_backend(backend: str, args: argparse.Namespace, sizes: Sizes) -> list[
     finally:
         engine.dispose()
         if name and not (args.keep or args.reuse):
-            drop_pg_database(args.pg_url, name)
+            scratch.drop_database(args.pg_url, name)
         elif name:
             print(f"  kept database {name}")
         if tmp and not args.keep:

@@ -48,6 +48,7 @@ from sqlalchemy.orm import Session
 from openpartner.accounts.service import create_key
 from openpartner.clicks.models import Click
 from openpartner.core.ids import new_id
+from openpartner.db import scratch
 from openpartner.db.engine import create_engine
 from openpartner.db.migrate import upgrade
 from openpartner.identity.models import IdentityEdge
@@ -61,22 +62,6 @@ SECRET = "bench-secret-" + secrets.token_hex(8)
 
 
 # --------------------------------------------------------------------------- database
-
-
-def create_database(admin_url: str) -> tuple[str, str]:
-    name = f"openpartner_bench_{os.getpid()}_{secrets.token_hex(3)}"
-    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    admin.dispose()
-    return sa.engine.make_url(admin_url).set(database=name).render_as_string(False), name
-
-
-def drop_database(admin_url: str, name: str) -> None:
-    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    admin.dispose()
 
 
 @dataclass
@@ -761,7 +746,7 @@ def main() -> int:
     )
     args = parser.parse_args()
 
-    url, name = create_database(args.pg_url)
+    url, name = scratch.create_database(args.pg_url, "openpartner_bench")
     engine = create_engine(url)
     proc = None
     try:
@@ -851,7 +836,7 @@ def main() -> int:
             stop_api(proc)
         engine.dispose()
         if not args.keep:
-            drop_database(args.pg_url, name)
+            scratch.drop_database(args.pg_url, name)
 
 
 if __name__ == "__main__":

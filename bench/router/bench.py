@@ -11,7 +11,6 @@ import argparse
 import os
 import platform
 import re
-import secrets
 import shutil
 import signal
 import subprocess
@@ -26,6 +25,7 @@ import sqlalchemy as sa
 
 from openpartner.accounts.scopes import Principal
 from openpartner.clicks.models import Click
+from openpartner.db import scratch
 from openpartner.db.engine import create_engine
 from openpartner.db.migrate import upgrade
 from openpartner.links.schemas import LinkCreate
@@ -264,11 +264,7 @@ def main() -> None:
     print(results[0])
     for backend in args.backends.split(","):
         if backend == "postgresql":
-            name = f"openpartner_bench_{secrets.token_hex(4)}"
-            admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-            with admin.connect() as conn:
-                conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-            url = sa.engine.make_url(PG_ADMIN_URL).set(database=name).render_as_string(False)
+            url, name = scratch.create_database(PG_ADMIN_URL, "openpartner_bench_router")
         else:
             url = f"sqlite:///{tmp}/bench.db"
         try:
@@ -278,9 +274,7 @@ def main() -> None:
                 print(results[-1])
         finally:
             if backend == "postgresql":
-                with admin.connect() as conn:
-                    conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-                admin.dispose()
+                scratch.drop_database(PG_ADMIN_URL, name)
     report = render(results, args)
     print(report)
     if args.output:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import os
 import resource
-import secrets
 import signal
 import subprocess
 import sys
@@ -25,6 +24,8 @@ from pathlib import Path
 
 import httpx
 import sqlalchemy as sa
+
+from openpartner.db import scratch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench import (
@@ -83,12 +84,10 @@ def main() -> None:
     parser.add_argument("--single-visitor", dest="visitors", action="store_false")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="openpartner-cpu-"))
-    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    name = f"openpartner_cpu_{secrets.token_hex(4)}"
+    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")  # pg_stat_activity
+    name = ""
     if args.backend == "postgresql":
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-        url = sa.engine.make_url(PG_ADMIN_URL).set(database=name).render_as_string(False)
+        url, name = scratch.create_database(PG_ADMIN_URL, "openpartner_bench_cpu")
     else:
         url = f"sqlite:///{tmp}/cpu.db"
     try:
@@ -158,10 +157,9 @@ def main() -> None:
                 f"{body['flushes']} flushes, {body['clicks_spooled']} spooled"
             )
     finally:
-        if args.backend == "postgresql":
-            with admin.connect() as conn:
-                conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.dispose()
+        if name:
+            scratch.drop_database(PG_ADMIN_URL, name)
 
 
 if __name__ == "__main__":
