@@ -267,6 +267,24 @@ def test_unchanged_events_are_not_rewritten(session: Session) -> None:
     assert {r.id for r in session.scalars(sa.select(AttributionRow))} == first
 
 
+def test_a_touch_change_within_a_partner_is_rewritten(session: Session) -> None:
+    # Same model, same per-partner amounts: only the touch-level comparison sees the change.
+    touches = [
+        TouchSpec("direct", 0, 0, -timedelta(hours=5), False, False),
+        TouchSpec("direct", 0, 0, -timedelta(hours=1), False, False),
+    ]
+    program_id = build(session, touches, [(0, 1_000, "USD", timedelta(0), False, False)])
+    replay(session, program_id, model="last_click", dry_run=False)
+    (first,) = session.scalars(sa.select(AttributionRow.touch_id))
+    session.execute(sa.update(Click).where(Click.id == first).values(bot=True))  # flagged later
+    session.flush()
+    again = replay(session, program_id, model="last_click", dry_run=False)
+    assert again.changed_events == 0  # partner 0 still has all of it
+    assert stored_rows(session, program_id) == engine_rows(session, program_id, "last_click")
+    (second,) = session.scalars(sa.select(AttributionRow.touch_id))
+    assert second != first
+
+
 def test_a_deals_own_model_keeps_the_per_event_path(session: Session) -> None:
     touches = [
         TouchSpec("deal", 0, 0, -timedelta(hours=2), False, False),

@@ -230,16 +230,20 @@ class BackendCpu:
     """CPU seconds of the PostgreSQL backends serving one database, from ``/proc`` (same
     machine): sampled every 0.2 s while the replay runs, since a backend's counters vanish
     with it. May miss up to the last 0.2 s of a backend's work; 0 where ``/proc`` is not
-    there (or for SQLite, whose work is the replay process's own)."""
+    there (or for SQLite, whose work is the replay process's own). Backends already there at
+    the start (the benchmark's own pooled connection) count from what they had then."""
 
     def __init__(self, database: str | None) -> None:
         self.database = database
         self.seen: dict[int, float] = {}
+        self.before: dict[int, float] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, daemon=True)
 
     def __enter__(self) -> BackendCpu:
         if self.database:
+            self._sample()
+            self.before = dict(self.seen)
             self._thread.start()
         return self
 
@@ -250,25 +254,28 @@ class BackendCpu:
 
     @property
     def seconds(self) -> float:
-        return sum(self.seen.values())
+        return sum(cpu - self.before.get(pid, 0.0) for pid, cpu in self.seen.items())
 
     def _watch(self) -> None:
-        tick = os.sysconf("SC_CLK_TCK")
-        marker = f" {self.database} ".encode()
         while True:
-            for pid in os.listdir("/proc"):
-                if not pid.isdigit():
-                    continue
-                try:
-                    cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-                    if not cmdline.startswith(b"postgres: ") or marker not in cmdline:
-                        continue
-                    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-                except OSError:
-                    continue
-                self.seen[int(pid)] = (int(fields[11]) + int(fields[12])) / tick
+            self._sample()
             if self._stop.wait(0.2):
                 return
+
+    def _sample(self) -> None:
+        tick = os.sysconf("SC_CLK_TCK")
+        marker = f" {self.database} ".encode()
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit():
+                continue
+            try:
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+                if not cmdline.startswith(b"postgres: ") or marker not in cmdline:
+                    continue
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            self.seen[int(pid)] = (int(fields[11]) + int(fields[12])) / tick
 
 
 @dataclass
@@ -314,6 +321,9 @@ def run_replay(
         f"rows {timed.rows:,}  load {os.getloadavg()[0]:.2f}  check {check}",
         flush=True,
     )
+    for line in out.stdout.splitlines():
+        if line.startswith("steps: "):  # seconds per database step, from the replay itself
+            print(f"    {line}", flush=True)
     return timed
 
 

@@ -326,6 +326,8 @@ def attribution_replay(
         f"window {out['window_days']} days"
         + (f", config {out['config_version']}" if out["config_version"] else "")
     )
+    if out["steps"]:
+        click.echo("steps: " + ", ".join(f"{k} {v} s" for k, v in out["steps"].items()))
     click.echo(
         f"{'partner':<32} {'currency':<8} {'current':>14} {'replayed':>14} {'difference':>14}"
     )

@@ -28,7 +28,7 @@ from openpartner.attribution.service import (
     attribute,
     store,
 )
-from openpartner.attribution.set_replay import covers, replay_set_based
+from openpartner.attribution.set_replay import Steps, covers, replay_set_based
 from openpartner.commissions.service import programs_with_commissions, sync_events
 from openpartner.deals.models import Deal
 from openpartner.events.bulk import is_postgresql, one_of
@@ -74,6 +74,8 @@ class ReplayReport:
     changed_events: int = 0
     config_version: str | None = None
     seconds: float = 0.0
+    steps: Steps = field(default_factory=Steps)
+    """Seconds per database step of the set-based path (empty on the per-event path)."""
     partners: dict[tuple[str, str | None], PartnerDiff] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
@@ -88,6 +90,7 @@ class ReplayReport:
             "changed_events": self.changed_events,
             "config_version": self.config_version,
             "seconds": round(self.seconds, 3),
+            "steps": {name: round(seconds, 3) for name, seconds in self.steps.items()},
             "partners": [
                 {
                     "partner_id": d.partner_id,
@@ -173,6 +176,8 @@ def replay(
             add_diff=lambda partner, currency, current, replayed: _add_diff(
                 report, partner, currency, current, replayed
             ),
+            want_ids=ruled and not dry_run,
+            steps=report.steps,
         )
         report.events += derived
         report.changed_events += changed

@@ -29,6 +29,7 @@ caller (they are attributed under the deal's model).
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -68,6 +69,8 @@ class _Dialect:
         self.pg = pg
         # Python compares ids by code point; PostgreSQL's default collation may not.
         self.bytewise = ' COLLATE "C"' if pg else ""
+        # ``:params`` (JSON text) as the stored ``params`` column's type.
+        self.json_params = "CAST(:params AS jsonb)" if pg else ":params"
 
     def unindexed(self, column: str) -> str:
         """``column``, in a form SQLite will not pick an index for: on ``x IS [NOT] NULL`` it
@@ -125,6 +128,7 @@ TEMPORARY_TABLES: Final = (
     "replay_rows",
     "replay_replayed",
     "replay_changed",
+    "replay_verdict",
     "replay_rewrite",
 )
 WORK_MEM: Final = "1GB"
@@ -298,11 +302,14 @@ def replay_set_based(
     config_id: str | None,
     dry_run: bool,
     add_diff: Callable[[str, str | None, int, int], None],
+    want_ids: bool = True,
+    steps: Steps | None = None,
 ) -> tuple[int, int, list[str]]:
     """Replay every event of the program in scope (not a refund, from ``since`` on, not under a
     deal's own model) under ``spec``. Reports each (partner, currency) total through
     ``add_diff(partner, currency, current, replayed)`` and returns (events, events whose
-    per-partner amounts changed, their ids). Writes nothing when ``dry_run``."""
+    per-partner amounts changed, their ids if ``want_ids``). Writes nothing when ``dry_run``.
+    ``steps`` collects the seconds each statement took."""
     d = _Dialect(is_postgresql(session))
     scope = (
         "e.program_id = :program AND e.type <> 'refund'"
@@ -319,7 +326,7 @@ def replay_set_based(
     if since is not None:
         # SQLite compares the stored text: bind the stored form.
         params["since"] = since if d.pg else since.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
-    run = _runner(session, params)
+    run = _runner(session, params, steps)
     if d.pg:
         # Sorting and hashing a whole history: in memory rather than in temporary files.
         run(f"SET LOCAL work_mem = '{WORK_MEM}'")
@@ -340,27 +347,29 @@ def replay_set_based(
         run(statement)
     run("ANALYZE replay_rows")
     events = int(run("SELECT count(*) FROM replay_events").scalar_one())
-    _compare(run)
+    _compare(run, d)
     for row in run(
         """SELECT partner_id, currency, sum(coalesce(current, 0)), sum(coalesce(replayed, 0))
            FROM replay_changed GROUP BY partner_id, currency"""
     ):
         add_diff(row[0], row[1], int(row[2]), int(row[3]))
-    changed = list(
-        run(
-            "SELECT DISTINCT event_id FROM replay_changed"
-            " WHERE current IS NULL OR replayed IS NULL OR current <> replayed"
-        ).scalars()
+    changed = int(run("SELECT count(*) FROM replay_verdict WHERE moved = 1").scalar_one())
+    changed_ids = (
+        list(run("SELECT event_id FROM replay_verdict WHERE moved = 1").scalars())
+        if want_ids
+        else []
     )
     if not dry_run:
-        _write(session, d, config_id, params)
+        _write(session, d, config_id, params, steps)
     for table in TEMPORARY_TABLES:
         run(f"DROP TABLE IF EXISTS {table}")
-    return events, len(changed), changed
+    return events, changed, changed_ids
 
 
-def _compare(run: Callable[[str], Any]) -> None:
-    """``replay_changed``: per (event, partner), the stored amount and the replayed one."""
+def _compare(run: Callable[[str], Any], d: _Dialect) -> None:
+    """``replay_changed``: per (event, partner), the stored amount and the replayed one, and
+    whether every stored row is under the rules replayed (model, parameters, engine version).
+    ``replay_verdict``: per event, whether its per-partner amounts moved, and that flag."""
     run(
         """CREATE TEMPORARY TABLE replay_replayed AS
         SELECT event_id, partner_id, currency, sum(amount) AS amount
@@ -369,38 +378,65 @@ def _compare(run: Callable[[str], Any]) -> None:
     # SQLite runs the full join below as a loop over the stored amounts: it needs this index.
     run("CREATE INDEX replay_replayed_key ON replay_replayed (event_id, partner_id)")
     run(
-        """CREATE TEMPORARY TABLE replay_changed AS
+        f"""CREATE TEMPORARY TABLE replay_changed AS
         SELECT coalesce(o.event_id, r.event_id) AS event_id,
                coalesce(o.partner_id, r.partner_id) AS partner_id,
                coalesce(o.currency, r.currency) AS currency,
-               o.amount AS current, r.amount AS replayed
-        FROM (SELECT a.event_id, a.partner_id, s.currency, sum(a.amount) AS amount
+               o.amount AS current, r.amount AS replayed, o.same_rules
+        FROM (SELECT a.event_id, a.partner_id, s.currency, sum(a.amount) AS amount,
+                     min(CASE WHEN a.model = :model AND a.engine_version = :engine
+                                   AND a.params = {d.json_params} THEN 1 ELSE 0 END) AS same_rules
               FROM attributions a JOIN replay_events s ON s.id = a.event_id
               GROUP BY a.event_id, a.partner_id, s.currency) o
         FULL JOIN replay_replayed r
           ON r.event_id = o.event_id AND r.partner_id = o.partner_id"""
     )
-
-
-def _write(session: Session, d: _Dialect, config_id: str | None, params: dict[str, Any]) -> None:
-    """Replace the stored rows of the events whose rows differ from ``replay_rows``."""
-    run = _runner(session, params)
-    params.update(config=config_id, id_pairs=ID_PAIRS)
-    # One hash full join of the stored rows with the new ones, touch by touch: linear whatever
-    # the planner estimates (an anti-join here ran in quadratic time on some plans).
-    json_params = "CAST(:params AS jsonb)" if d.pg else ":params"
-    if not d.pg:  # SQLite runs a full join as a loop over the left side, probing the right
-        run("CREATE INDEX replay_rows_touch ON replay_rows (event_id, touch_id)")
     run(
-        f"""CREATE TEMPORARY TABLE replay_rewrite AS
-        SELECT DISTINCT coalesce(o.event_id, r.event_id) AS event_id
-        FROM (SELECT a.* FROM attributions a JOIN replay_events s ON s.id = a.event_id) o
-        FULL JOIN replay_rows r ON r.event_id = o.event_id AND r.touch_id = o.touch_id
-        WHERE o.event_id IS NULL OR r.event_id IS NULL
-           OR o.partner_id <> r.partner_id OR o.touch_kind <> r.kind
-           OR o.weight <> r.weight OR o.amount <> r.amount
-           OR o.model <> :model OR o.engine_version <> :engine OR o.params <> {json_params}"""
+        """CREATE TEMPORARY TABLE replay_verdict AS
+        SELECT event_id,
+               max(CASE WHEN current IS NULL OR replayed IS NULL OR current <> replayed
+                        THEN 1 ELSE 0 END) AS moved,
+               min(coalesce(same_rules, 1)) AS same_rules
+        FROM replay_changed GROUP BY event_id"""
     )
+
+
+def _write(
+    session: Session,
+    d: _Dialect,
+    config_id: str | None,
+    params: dict[str, Any],
+    steps: Steps | None,
+) -> None:
+    """Replace the stored rows of the events whose rows differ from ``replay_rows``."""
+    run = _runner(session, params, steps)
+    params.update(config=config_id, id_pairs=ID_PAIRS)
+    # Rewritten: the events whose per-partner amounts moved, and those with a row under other
+    # rules (after a change of model, every event: nothing more to compare).
+    run(
+        """CREATE TEMPORARY TABLE replay_rewrite AS
+        SELECT event_id FROM replay_verdict WHERE moved = 1 OR same_rules = 0"""
+    )
+    if run("SELECT count(*) FROM replay_verdict WHERE moved = 0 AND same_rules = 1").scalar_one():
+        # The rest have the same amounts under the same rules, but may differ touch by touch
+        # (another click of the same partner): one hash full join of their stored rows with the
+        # new ones, linear whatever the planner estimates (an anti-join here ran in quadratic
+        # time on some plans).
+        if not d.pg:  # SQLite runs a full join as a loop over the left side, probing the right
+            run("CREATE INDEX replay_rows_touch ON replay_rows (event_id, touch_id)")
+        run(
+            """INSERT INTO replay_rewrite
+            SELECT DISTINCT coalesce(o.event_id, r.event_id)
+            FROM (SELECT a.* FROM attributions a JOIN replay_verdict v ON v.event_id = a.event_id
+                  WHERE v.moved = 0 AND v.same_rules = 1) o
+            FULL JOIN (SELECT x.* FROM replay_rows x JOIN replay_verdict v
+                         ON v.event_id = x.event_id
+                       WHERE v.moved = 0 AND v.same_rules = 1) r
+              ON r.event_id = o.event_id AND r.touch_id = o.touch_id
+            WHERE o.event_id IS NULL OR r.event_id IS NULL
+               OR o.partner_id <> r.partner_id OR o.touch_kind <> r.kind
+               OR o.weight <> r.weight OR o.amount <> r.amount"""
+        )
     run("DELETE FROM attributions WHERE event_id IN (SELECT event_id FROM replay_rewrite)")
     last = int(run("SELECT coalesce(max(ord), 0) FROM replay_rows").scalar_one())
     # OFFSET 0 keeps PostgreSQL from inlining the subquery: one random UUID per row.
@@ -408,6 +444,7 @@ def _write(session: Session, d: _Dialect, config_id: str | None, params: dict[st
     batch = 1 << COUNTER_BITS  # ids count rows up to this within one time part
     for after in range(0, last, batch):
         now = sa.bindparam("now", utc_now(), type_=UTCDateTime())
+        started = time.perf_counter()
         session.execute(
             sa.text(
                 f"""INSERT INTO attributions (id, program_id, event_id, partner_id, touch_id,
@@ -415,7 +452,7 @@ def _write(session: Session, d: _Dialect, config_id: str | None, params: dict[st
                     engine_version, created_at)
                 SELECT {d.new_id("att", "r.ord - :after - 1")}, :program, r.event_id,
                        r.partner_id, r.touch_id, r.kind, r.weight, r.amount, r.currency, :model,
-                       {"CAST(:params AS jsonb)" if d.pg else ":params"}, :config, :engine, :now
+                       {d.json_params}, :config, :engine, :now
                 FROM (SELECT x.*, {random_bytes} AS b FROM replay_rows x
                       WHERE x.ord > :after AND x.ord <= :after + :batch
                         AND x.event_id IN (SELECT event_id FROM replay_rewrite)
@@ -423,15 +460,39 @@ def _write(session: Session, d: _Dialect, config_id: str | None, params: dict[st
             ).bindparams(now),
             {**params, "after": after, "batch": batch},
         )
+        if steps is not None:
+            steps.add("insert attributions", time.perf_counter() - started)
 
 
 def _runner(
-    session: Session, params: dict[str, Any]
+    session: Session, params: dict[str, Any], steps: Steps | None = None
 ) -> Callable[[str], sa.Result[*tuple[Any, ...]]]:
+    """Runs one statement with ``params``; with ``steps``, adds its wall time under its name."""
+
     def run(sql: str) -> sa.Result[*tuple[Any, ...]]:
-        return session.execute(sa.text(sql), params)
+        started = time.perf_counter()
+        result = session.execute(sa.text(sql), params)
+        if steps is not None:
+            steps.add(_step_name(sql), time.perf_counter() - started)
+        return result
 
     return run
+
+
+class Steps(dict[str, float]):
+    """Seconds per replay step, in the order first run: where a replay's time went."""
+
+    def add(self, name: str, seconds: float) -> None:
+        self[name] = self.get(name, 0.0) + seconds
+
+
+def _step_name(sql: str) -> str:
+    """A statement's name in the step timings: the table it makes or writes, or its verb."""
+    words = [w for w in sql.split() if w not in ("IF", "EXISTS")]
+    for verb in ("TABLE", "INTO", "FROM", "INDEX"):
+        if verb in words[:4]:
+            return f"{words[0].lower()} {words[words.index(verb) + 1]}"
+    return words[0].lower()
 
 
 def _register_sqlite_ids(session: Session) -> None:
