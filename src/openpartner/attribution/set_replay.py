@@ -29,6 +29,7 @@ caller (they are attributed under the deal's model).
 from __future__ import annotations
 
 import json
+import secrets
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -89,37 +90,36 @@ class _Dialect:
 
     def new_id(self, prefix: str, counter: str) -> str:
         """An SQL expression making one id per row in ``core.ids`` format, increasing with
-        ``counter`` (0 to 2**24 - 1, distinct per row) like ``core.ids.new_id``'s within a
+        ``counter`` (0 to 2**25 - 1, distinct per row) like ``core.ids.new_id``'s within a
         process: the time part shared by the statement (a millisecond after every id this
-        process made), then the counter's 24 bits and 56 random bits from ``r.b``, the 16 bytes
-        of a random UUID. Increasing ids go in at the right edge of the unique index on ids
-        instead of at random pages all over it, which is most of the cost of writing millions
-        of rows."""
+        process made), then the counter in 5 characters (25 bits) and 11 random characters (55
+        bits) that Python drew for row ``counter`` (``random_characters``). Increasing ids go in
+        at the right edge of the unique index on ids instead of at random pages all over it,
+        which is most of the cost of writing millions of rows; random bytes drawn in Python
+        cost a tenth of a ``gen_random_uuid()`` per row."""
         if not self.pg:
             return "op_new_att_id()"
-
-        def bits(i: int, shift: int) -> str:  # byte i of the UUID, shifted left
-            return f"(get_byte(r.b, {i})::bigint << {shift})"
-
-        # 80 bits as two 40-bit halves; every shift is parenthesised, as <<, | and & share one
-        # precedence in PostgreSQL. UUID bytes 6 and 8 (version, variant) are not used.
-        high = f"((({counter})::bigint << 16) | {bits(0, 8)} | {bits(1, 0)})"
-        low = (
-            "("
-            + " | ".join(bits(i, sh) for i, sh in ((2, 32), (3, 24), (4, 16), (5, 8), (7, 0)))
-            + ")"
-        )
-        # Each 10 bits are two characters, sliced from ``:id_pairs``, the 1,024 pairs as bytes
-        # (bytea slices are O(1); text ones in a UTF-8 database are not).
-        chunks = [
-            f"substring(:id_pairs from 2 * ((({half} >> {shift}) & 1023)::int) + 1 for 2)"
-            for half in (high, low)
-            for shift in (30, 20, 10, 0)
+        # Slices of bytea parameters (O(1); text slices in a UTF-8 database are not): two
+        # characters of the counter from ``:id_pairs`` (the 1,024 pairs), the last from
+        # ``:id_alphabet``, then the row's 11 random characters.
+        c = f"({counter})::int"
+        parts = [
+            f"substring(:id_pairs from 2 * (({c} >> 15) & 1023) + 1 for 2)",
+            f"substring(:id_pairs from 2 * (({c} >> 5) & 1023) + 1 for 2)",
+            f"substring(:id_alphabet from ({c} & 31) + 1 for 1)",
+            f"substring(:id_random from {RANDOM_CHARACTERS} * {c} + 1 for {RANDOM_CHARACTERS})",
         ]
-        return f"'{bulk_id_prefix(prefix)}' || encode({' || '.join(chunks)}, 'escape')"
+        return f"'{bulk_id_prefix(prefix)}' || encode({' || '.join(parts)}, 'escape')"
 
 
-COUNTER_BITS: Final = 24
+def random_characters(rows: int) -> bytes:
+    """``RANDOM_CHARACTERS`` random base-32 characters per row, as bytes: each random byte
+    mapped to a character (256 is a multiple of 32, so every character is equally likely)."""
+    return secrets.token_bytes(RANDOM_CHARACTERS * rows).translate(_TO_ALPHABET)
+
+
+COUNTER_BITS: Final = 25
+RANDOM_CHARACTERS: Final = 11  # 55 bits: with the counter, the 80 bits after the time part
 TEMPORARY_TABLES: Final = (
     "replay_events",
     "replay_touches",
@@ -135,6 +135,7 @@ WORK_MEM: Final = "1GB"
 """Per sort or hash, for this transaction only: the largest hash (every click of the program)
 then stays in memory instead of spilling to temporary files."""
 ID_PAIRS: Final = "".join(a + b for a in _ALPHABET for b in _ALPHABET).encode()
+_TO_ALPHABET: Final = bytes(ord(_ALPHABET[b % 32]) for b in range(256))
 
 
 def _eligible_touches_sql(d: _Dialect, scope: str) -> str:
@@ -146,21 +147,16 @@ def _eligible_touches_sql(d: _Dialect, scope: str) -> str:
     SELECT event_id{d.bytewise} AS event_id, event_seq, currency, amount,
            partner_id{d.bytewise} AS partner_id, touch_id{d.bytewise} AS touch_id, kind, at, seq
     FROM (
-    WITH ev AS (
+    WITH ev AS {"NOT MATERIALIZED " if d.pg else ""}(
+      -- PostgreSQL: inlined where used, so that the joins over edges and clicks can run in
+      -- parallel workers (a materialised CTE is scanned by the leader alone)
       SELECT e.id, e.seq, e.currency, e.customer_id, e.deal_id, e.promotion_code, e.occurred_at,
              coalesce(e.amount, 0) AS amount, {earliest} AS earliest, {latest} AS latest
       FROM events e WHERE {scope}
     ),
-    found AS (
-      SELECT ev.id AS event_id, ev.seq AS event_seq, ev.currency, ev.amount, ev.earliest,
-             ev.latest, ed.click_id
-      FROM ev JOIN identity_edges ed
-        ON ed.program_id = :program AND ed.customer_id = ev.customer_id
-       AND ed.status = 'bound' AND {d.unindexed("ed.click_id")} IS NOT NULL
-      WHERE ev.customer_id <> ''
-      UNION ALL
-      SELECT DISTINCT ev.id, ev.seq, ev.currency, ev.amount, ev.earliest, ev.latest,
-             carrier.click_id
+    carried AS (
+      SELECT DISTINCT ev.id AS event_id, ev.seq AS event_seq, ev.currency, ev.amount,
+             ev.earliest, ev.latest, carrier.click_id
       FROM ev
       JOIN identity_edges visitor
         ON visitor.program_id = :program AND visitor.customer_id = ev.customer_id
@@ -170,7 +166,7 @@ def _eligible_touches_sql(d: _Dialect, scope: str) -> str:
        AND {d.unindexed("carrier.customer_id")} IS NULL
        AND {d.unindexed("carrier.click_id")} IS NOT NULL
       WHERE ev.customer_id <> ''
-        -- counted above when bound to the customer directly
+        -- counted below when bound to the customer directly
         AND NOT EXISTS (
           SELECT 1 FROM identity_edges own
           WHERE own.program_id = :program AND own.click_id = carrier.click_id
@@ -182,15 +178,31 @@ def _eligible_touches_sql(d: _Dialect, scope: str) -> str:
             AND binder.customer_id IS NOT NULL AND binder.status = 'bound'
           ORDER BY binder.seq LIMIT 1), ev.customer_id) = ev.customer_id
     )
-    SELECT f.event_id, f.event_seq, f.currency, f.amount, c.partner_id, c.id AS touch_id,
-           'click' AS kind,
-           c.clicked_at AS at, c.seq
-    FROM found f
+    -- Clicks bound to the customer directly: written as one join of edges, clicks and events
+    -- (not events, then edges, then clicks) so that the planner may join edges and clicks
+    -- first, in click id order, and probe a hash of the events, instead of hashing millions
+    -- of edges and clicks.
+    SELECT ev.id AS event_id, ev.seq AS event_seq, ev.currency, ev.amount, c.partner_id,
+           c.id AS touch_id, 'click' AS kind, c.clicked_at AS at, c.seq
+    FROM identity_edges ed
+    JOIN clicks c ON c.id = ed.click_id
+    JOIN ev ON ev.customer_id = ed.customer_id
+    LEFT JOIN partners p ON p.id = c.partner_id
+    WHERE ed.program_id = :program AND ed.status = 'bound'
+      AND {d.unindexed("ed.click_id")} IS NOT NULL AND {d.unindexed("ed.customer_id")} IS NOT NULL
+      AND ev.customer_id <> ''
+      AND c.clicked_at >= ev.earliest AND c.clicked_at <= ev.latest
+      -- the flags are NOT NULL: plain columns, so the planner's statistics apply
+      AND NOT (c.bot OR c.duplicate OR c.velocity OR c.revoked)
+      AND {not_revoked}
+    UNION ALL
+    SELECT f.event_id, f.event_seq, f.currency, f.amount, c.partner_id, c.id, 'click',
+           c.clicked_at, c.seq
+    FROM carried f
     JOIN clicks c ON c.id = f.click_id
     LEFT JOIN partners p ON p.id = c.partner_id
     WHERE c.clicked_at >= f.earliest AND c.clicked_at <= f.latest
-      AND NOT (coalesce(c.bot, false) OR coalesce(c.duplicate, false)
-               OR coalesce(c.velocity, false) OR coalesce(c.revoked, false))
+      AND NOT (c.bot OR c.duplicate OR c.velocity OR c.revoked)
       AND {not_revoked}
     UNION ALL
     SELECT ev.id, ev.seq, ev.currency, ev.amount, t.partner_id, t.id, 'touchpoint',
@@ -273,8 +285,13 @@ def _rows_statements(d: _Dialect, model: str) -> list[str]:
         SELECT event_seq, partner_id, k, partners, first_pos,
                part + CASE WHEN rank_ <= leftover THEN 1 ELSE 0 END AS share
         FROM shared""",
-        # SQLite joins on it below without an index only by scanning it once per touch.
-        "CREATE INDEX replay_shares_key ON replay_shares (event_seq, partner_id)",
+        # SQLite joins on it below without an index only by scanning it once per touch
+        # (PostgreSQL hashes it: building the index would cost more than the join).
+        *(
+            []
+            if d.pg
+            else ["CREATE INDEX replay_shares_key ON replay_shares (event_seq, partner_id)"]
+        ),
         # Each touch's share of its partner's: split() over equal weights.
         f"""CREATE TEMPORARY TABLE replay_rows AS
         SELECT p.event_id, p.event_seq, p.currency, p.partner_id, p.touch_id, p.kind,
@@ -375,8 +392,8 @@ def _compare(run: Callable[[str], Any], d: _Dialect) -> None:
         SELECT event_id, partner_id, currency, sum(amount) AS amount
         FROM replay_rows GROUP BY event_id, partner_id, currency"""
     )
-    # SQLite runs the full join below as a loop over the stored amounts: it needs this index.
-    run("CREATE INDEX replay_replayed_key ON replay_replayed (event_id, partner_id)")
+    if not d.pg:  # SQLite runs the full join below as a loop over the stored amounts
+        run("CREATE INDEX replay_replayed_key ON replay_replayed (event_id, partner_id)")
     run(
         f"""CREATE TEMPORARY TABLE replay_changed AS
         SELECT coalesce(o.event_id, r.event_id) AS event_id,
@@ -410,7 +427,7 @@ def _write(
 ) -> None:
     """Replace the stored rows of the events whose rows differ from ``replay_rows``."""
     run = _runner(session, params, steps)
-    params.update(config=config_id, id_pairs=ID_PAIRS)
+    params.update(config=config_id, id_pairs=ID_PAIRS, id_alphabet=_ALPHABET.encode())
     # Rewritten: the events whose per-partner amounts moved, and those with a row under other
     # rules (after a change of model, every event: nothing more to compare).
     run(
@@ -439,12 +456,11 @@ def _write(
         )
     run("DELETE FROM attributions WHERE event_id IN (SELECT event_id FROM replay_rewrite)")
     last = int(run("SELECT coalesce(max(ord), 0) FROM replay_rows").scalar_one())
-    # OFFSET 0 keeps PostgreSQL from inlining the subquery: one random UUID per row.
-    random_bytes = "uuid_send(gen_random_uuid())" if d.pg else "NULL"
     batch = 1 << COUNTER_BITS  # ids count rows up to this within one time part
     for after in range(0, last, batch):
         now = sa.bindparam("now", utc_now(), type_=UTCDateTime())
         started = time.perf_counter()
+        randoms = random_characters(min(batch, last - after)) if d.pg else b""
         session.execute(
             sa.text(
                 f"""INSERT INTO attributions (id, program_id, event_id, partner_id, touch_id,
@@ -453,12 +469,13 @@ def _write(
                 SELECT {d.new_id("att", "r.ord - :after - 1")}, :program, r.event_id,
                        r.partner_id, r.touch_id, r.kind, r.weight, r.amount, r.currency, :model,
                        {d.json_params}, :config, :engine, :now
-                FROM (SELECT x.*, {random_bytes} AS b FROM replay_rows x
+                FROM (SELECT x.* FROM replay_rows x
                       WHERE x.ord > :after AND x.ord <= :after + :batch
                         AND x.event_id IN (SELECT event_id FROM replay_rewrite)
-                      ORDER BY x.ord {"OFFSET 0" if d.pg else ""}) r"""
+                      -- sorted before the ids are made: SQLite makes them one call per row
+                      ORDER BY x.ord) r"""
             ).bindparams(now),
-            {**params, "after": after, "batch": batch},
+            {**params, "after": after, "batch": batch, "id_random": randoms},
         )
         if steps is not None:
             steps.add("insert attributions", time.perf_counter() - started)
