@@ -298,7 +298,9 @@ def _rows_statements(d: _Dialect, model: str) -> list[str]:
                {touch_weight} AS weight,
                (CASE WHEN p.amount < 0 THEN -1 ELSE 1 END) * (
                  s.share / s.k
-                 + CASE WHEN row_number() OVER (PARTITION BY p.event_seq, p.partner_id
+                 -- a partner's first touch stands for the partner within its event: both
+                 -- windows then share one sort, by (event, first touch, touch)
+                 + CASE WHEN row_number() OVER (PARTITION BY p.event_seq, s.first_pos
                                                 ORDER BY p.pos) <= s.share % s.k
                         THEN 1 ELSE 0 END) AS amount,
                -- the order the per-event path writes rows in: by event, then by credit
