@@ -1,13 +1,17 @@
 from collections.abc import Callable
 
+import anyio.to_thread
 import pytest
 import sqlalchemy as sa
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
 from openpartner.accounts.models import ApiKey
 from openpartner.accounts.service import KEY_CACHE_TTL, ensure_bootstrap_key, hash_token
+from openpartner.api.deps import CurrentPrincipal, DbSession
 from openpartner.core.time import clock, utc_now
+from openpartner.settings import Settings
 from tests.factories import make_partner, make_program
 
 KeyFor = Callable[..., str]
@@ -191,3 +195,33 @@ def test_unknown_keys_are_never_cached(anon: TestClient) -> None:
         response = anon.get("/v1/programs", headers={"X-API-Key": "op_sk_not-a-real-key"})
         assert response.status_code == 401
         assert response.json()["code"] == "invalid_api_key"
+
+
+def test_authenticating_a_key_leaves_no_transaction_open_for_the_handler(
+    anon: TestClient, key_for: KeyFor
+) -> None:
+    # A request that kept its connection between two trips to the thread pool could hold the
+    # last connection while every thread waits for one: the key lookup ends its own transaction.
+    app = anon.app
+    assert isinstance(app, FastAPI)
+
+    @app.get("/test/in-transaction")
+    def probe(session: DbSession, principal: CurrentPrincipal) -> dict[str, bool]:
+        return {"in_transaction": session.in_transaction()}
+
+    token = key_for("programs:read")
+    response = anon.get("/test/in-transaction", headers={"X-API-Key": token})
+    assert response.json() == {"in_transaction": False}
+
+
+def test_the_api_runs_as_many_threads_as_it_pools_connections(
+    anon: TestClient, settings: Settings
+) -> None:
+    app = anon.app
+    assert isinstance(app, FastAPI)
+
+    @app.get("/test/threads")
+    async def threads() -> dict[str, float]:
+        return {"threads": anyio.to_thread.current_default_thread_limiter().total_tokens}
+
+    assert anon.get("/test/threads").json() == {"threads": settings.database_pool_size}

@@ -237,12 +237,21 @@ def stop_api(proc: subprocess.Popen[bytes]) -> None:
 class CpuMeter:
     """CPU seconds the API workers and the PostgreSQL backends of the bench database spend in
     a phase (user + system, from /proc). Unlike events/s, this barely depends on what else
-    the machine runs, so it is the figure to compare between runs on a shared box."""
+    the machine runs, so it is the figure to compare between runs on a shared box.
+
+    Backends are polled during the phase, so one that a pool opens and closes again within
+    the phase is counted too (up to its last poll): connection churn is PostgreSQL work."""
+
+    POLL_SECONDS = 0.1
 
     def __init__(self, proc: subprocess.Popen[bytes], engine: Engine, database: str) -> None:
         self.proc, self.engine, self.database = proc, engine, database
         self.api: dict[int, float] = {}
-        self.pg: dict[int, float] = {}
+        self.pg_before: dict[int, float] = {}
+        self.pg_seen: dict[int, float] = {}
+        self.own: set[int] = set()
+        self.polling = threading.Event()
+        self.poller: threading.Thread | None = None
 
     @staticmethod
     def _cpu(pids: list[int]) -> dict[int, float]:
@@ -259,33 +268,53 @@ class CpuMeter:
         children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text()
         return [self.proc.pid, *map(int, children.split())]
 
-    def _pg_pids(self) -> list[int]:
+    def _pg_pids(self, conn: sa.Connection) -> list[int]:
+        """The bench database's backends, except the meter's own connections."""
+        self.own.add(conn.execute(sa.text("SELECT pg_backend_pid()")).scalar_one())
+        pids = conn.execute(
+            sa.text("SELECT pid FROM pg_stat_activity WHERE datname = :d"),
+            {"d": self.database},
+        ).scalars()
+        return [pid for pid in pids if pid not in self.own]
+
+    def _poll(self) -> None:
         with self.engine.connect() as conn:
-            return list(
-                conn.execute(
-                    sa.text(
-                        "SELECT pid FROM pg_stat_activity WHERE datname = :d"
-                        " AND pid <> pg_backend_pid()"
-                    ),
-                    {"d": self.database},
-                ).scalars()
-            )
+            while True:
+                # PIDs first, then their CPU: a backend started meanwhile is read next time.
+                self.pg_seen.update(self._cpu(self._pg_pids(conn)))
+                conn.rollback()
+                if self.polling.wait(self.POLL_SECONDS):
+                    return
 
     def start(self) -> None:
         self.api = self._cpu(self._api_pids())
-        self.pg = self._cpu(self._pg_pids())
+        with self.engine.connect() as conn:
+            self.pg_before = self._cpu(self._pg_pids(conn))
+        self.pg_seen = dict(self.pg_before)
+        self.polling.clear()
+        self.poller = threading.Thread(target=self._poll, daemon=True)
+        self.poller.start()
 
     def stop(self, events: int) -> dict[str, float]:
-        """CPU milliseconds per event. A backend that exited during the phase is missed, so
-        the PostgreSQL figure is a lower bound (the pools keep their connections open)."""
+        """CPU milliseconds per event, and the PostgreSQL connections opened in the phase."""
+        self.polling.set()
+        assert self.poller is not None
+        self.poller.join()
+        with self.engine.connect() as conn:
+            self.pg_seen.update(self._cpu(self._pg_pids(conn)))
 
         def spent(before: dict[int, float], now: dict[int, float]) -> float:
             return sum(cpu - before.get(pid, 0.0) for pid, cpu in now.items())
 
         api = spent(self.api, self._cpu(self._api_pids()))
-        pg = spent(self.pg, self._cpu(self._pg_pids()))
+        seen = {pid: cpu for pid, cpu in self.pg_seen.items() if pid not in self.own}
+        pg = spent(self.pg_before, seen)
         per = 1000 / max(events, 1)
-        return {"api_cpu_ms": round(api * per, 3), "pg_cpu_ms": round(pg * per, 3)}
+        return {
+            "api_cpu_ms": round(api * per, 3),
+            "pg_cpu_ms": round(pg * per, 3),
+            "pg_connections_opened": len(seen.keys() - self.pg_before.keys()),
+        }
 
 
 class Profiler:
@@ -653,6 +682,10 @@ def render(results: dict[str, Any]) -> str:
         f"clients, {a['batch_duration']} s; latency per request) "
         f"| {b['events_per_s']:,} | {b['p50_ms']:.0f} ms | {b['p99_ms']:.0f} ms | {cpu(b)} "
         f"| ≥ 100,000/s |",
+        "",
+        f"PostgreSQL connections the API opened during the phase: "
+        f"{s.get('pg_connections_opened', '?')} (single), "
+        f"{b.get('pg_connections_opened', '?')} (batch).",
         "",
         "| check | single | batch |",
         "|---|---:|---:|",

@@ -30,6 +30,14 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     api_workers: int = 1
+    database_pool_size: int = Field(
+        default=10,
+        ge=1,
+        le=100,
+        description="Connections each process keeps open (PostgreSQL). An API worker also runs "
+        "at most this many requests' database work at once, so a thread never waits for a "
+        "connection and none is opened and closed per request.",
+    )
     router_host: str = "127.0.0.1"
     router_port: int = 8001
     router_workers: int = 1

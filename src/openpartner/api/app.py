@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio.to_thread
 import sqlalchemy as sa
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -37,12 +41,23 @@ def create_app(
     settings: Settings | None = None, sessions: sessionmaker[Session] | None = None
 ) -> FastAPI:
     settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        # As many threads as pooled connections (AnyIO's default is 40): database work waits
+        # for a thread, cheaply, on the event loop, not for a connection inside a thread, and
+        # no connection beyond the pool is opened and closed again per request.
+        limiter = anyio.to_thread.current_default_thread_limiter()
+        limiter.total_tokens = settings.database_pool_size
+        yield
+
     app = FastAPI(
         title="OpenPartner API",
         version=__version__,
         description=DESCRIPTION,
         docs_url="/docs",
         redoc_url=None,
+        lifespan=lifespan,
     )
     app.state.settings = settings
     app.state.sessionmaker = sessions or session_factory()

@@ -82,7 +82,20 @@ async def get_principal(request: Request, session: DbSession) -> Principal:
     # A key seen in the last few seconds needs no query (see accounts.service.KEY_CACHE_TTL).
     principal = known_principal(token, admin_token)
     if principal is None:
-        principal = await run_in_threadpool(authenticate, session, token, admin_token)
+
+        def authenticate_and_release() -> Principal:
+            # The key is read (and its use recorded) in a transaction of its own, ended in this
+            # hop: a request that kept its connection while waiting for the next thread could
+            # leave every thread waiting for a connection, and the pool stalled.
+            try:
+                found = authenticate(session, token, admin_token)
+                session.commit()
+            except BaseException:
+                session.rollback()
+                raise
+            return found
+
+        principal = await run_in_threadpool(authenticate_and_release)
     return principal
 
 

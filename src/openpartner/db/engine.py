@@ -50,4 +50,5 @@ def _configure_sqlite(engine: Engine) -> None:
 
 @lru_cache
 def get_engine() -> Engine:
-    return create_engine(get_settings().effective_database_url)
+    settings = get_settings()
+    return create_engine(settings.effective_database_url, pool_size=settings.database_pool_size)

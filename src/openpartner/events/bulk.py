@@ -4,7 +4,8 @@ On PostgreSQL a multi-row ``VALUES`` list (what SQLAlchemy renders for ``execute
 new, huge statement for every batch size: the driver re-parses it and the server re-plans it
 every time, which cost more than the insert itself. So on PostgreSQL rows go in as one array per
 column, ``INSERT ... SELECT ... FROM unnest(...)``, and lists are matched with ``= ANY(array)``:
-the statement text is constant, so it is parsed once and runs as a prepared statement. SQLite
+the statement text is constant, so it is parsed once and runs as a prepared statement. A single
+row (one event through ``POST /v1/events``) goes in as plain ``VALUES``, also constant. SQLite
 (no arrays, and no such cost) gets the ordinary forms.
 """
 
@@ -48,16 +49,20 @@ def insert_rows(
         return []
     columns = tuple(rows[0])
     if is_postgresql(session):
-        sql = _unnest_insert(
-            session.get_bind().dialect, table, columns, skip_conflicts_on, returning
-        )
+        dialect = session.get_bind().dialect
         json_columns = {c for c in columns if isinstance(table.c[c].type, sa.JSON)}
-        params = {
-            f"c{i}": [to_json(r[c]).decode() for r in rows]
-            if c in json_columns
-            else [r[c] for r in rows]
-            for i, c in enumerate(columns)
-        }
+
+        def value(row: dict[str, Any], column: str) -> Any:
+            return to_json(row[column]).decode() if column in json_columns else row[column]
+
+        if len(rows) == 1:
+            # A single event's rows: plain values. Arrays of one element cost more to build
+            # (psycopg's array dumpers are Python) than the row they carry.
+            sql = _values_insert(dialect, table, columns, skip_conflicts_on, returning)
+            params = {f"c{i}": value(rows[0], c) for i, c in enumerate(columns)}
+        else:
+            sql = _unnest_insert(dialect, table, columns, skip_conflicts_on, returning)
+            params = {f"c{i}": [value(r, c) for r in rows] for i, c in enumerate(columns)}
         result: sa.Result[Any] = session.connection().exec_driver_sql(sql, params)
     else:
         insert = sqlite.insert(table)
@@ -67,6 +72,33 @@ def insert_rows(
             insert = insert.returning(*(table.c[c] for c in returning))  # type: ignore[assignment]
         result = session.execute(insert, list(rows))
     return list(result) if returning else []
+
+
+def _on_conflict(sql: str, conflict: tuple[str, ...], returning: tuple[str, ...]) -> str:
+    if conflict:
+        sql += f" ON CONFLICT ({', '.join(conflict)}) DO NOTHING"
+    if returning:
+        sql += f" RETURNING {', '.join(returning)}"
+    return sql
+
+
+@cache
+def _values_insert(
+    dialect: sa.Dialect,
+    table: sa.Table,
+    columns: tuple[str, ...],
+    conflict: tuple[str, ...],
+    returning: tuple[str, ...],
+) -> str:
+    """psycopg SQL for one row, typed as :func:`_unnest_insert` types its arrays."""
+    values = ", ".join(
+        f"CAST(%(c{i})s AS {table.c[c].type.compile(dialect=dialect)})"
+        for i, c in enumerate(columns)
+    )
+    names = ", ".join(f'"{c}"' for c in columns)
+    # Names and types come from the table's metadata, never from input.
+    sql = f'INSERT INTO "{table.name}" ({names}) VALUES ({values})'  # noqa: S608
+    return _on_conflict(sql, conflict, returning)
 
 
 @cache
@@ -86,8 +118,4 @@ def _unnest_insert(
     names = ", ".join(f'"{c}"' for c in columns)
     # Names and types come from the table's metadata, never from input.
     sql = f'INSERT INTO "{table.name}" ({names}) SELECT * FROM unnest({arrays})'  # noqa: S608
-    if conflict:
-        sql += f" ON CONFLICT ({', '.join(conflict)}) DO NOTHING"
-    if returning:
-        sql += f" RETURNING {', '.join(returning)}"
-    return sql
+    return _on_conflict(sql, conflict, returning)
