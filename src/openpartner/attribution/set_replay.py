@@ -95,8 +95,8 @@ class _Dialect:
         process made), then the counter in 5 characters (25 bits) and 11 random characters (55
         bits) that Python drew for row ``counter`` (``random_characters``). Increasing ids go in
         at the right edge of the unique index on ids instead of at random pages all over it,
-        which is most of the cost of writing millions of rows; random bytes drawn in Python
-        cost a tenth of a ``gen_random_uuid()`` per row."""
+        which is most of the cost of writing millions of rows. The random characters are drawn
+        once per statement: a ``gen_random_uuid()`` per row cost about 2 µs a row here."""
         if not self.pg:
             return "op_new_att_id()"
         # Slices of bytea parameters (O(1); text slices in a UTF-8 database are not): two
@@ -240,14 +240,23 @@ def _rows_statements(d: _Dialect, model: str) -> list[str]:
     if model in ("last_click", "first_click"):
         direction = " DESC" if model == "last_click" else ""
         desc_order = ", ".join(f"{c}{direction}" for c in order.split(", "))
+        # PostgreSQL: DISTINCT ON picks the touch in one sort, whose order (by event) the
+        # numbering then reuses; SQLite has no DISTINCT ON: a ranking window.
+        picked = (
+            f"""SELECT DISTINCT ON (event_seq) t.* FROM replay_touches t
+                ORDER BY event_seq, {desc_order}"""
+            if d.pg
+            else f"""SELECT * FROM (
+                  SELECT t.*, row_number() OVER (PARTITION BY event_seq ORDER BY {desc_order})
+                         AS pick
+                  FROM replay_touches t
+                ) ranked WHERE pick = 1"""
+        )
         return [
             f"""CREATE TEMPORARY TABLE replay_rows AS
             SELECT event_id, event_seq, currency, partner_id, touch_id, kind, '1/1' AS weight,
                    amount, row_number() OVER (ORDER BY event_seq) AS ord
-            FROM (
-              SELECT t.*, row_number() OVER (PARTITION BY event_seq ORDER BY {desc_order}) AS pick
-              FROM replay_touches t
-            ) ranked WHERE pick = 1"""
+            FROM ({picked}) picked"""
         ]
     # linear: a partner with k of the n touches weighs k/n; partner_equal: each of the p
     # partners weighs 1/p. Over one denominator: numerator num, denominator den.
@@ -366,7 +375,7 @@ def replay_set_based(
         run(statement)
     run("ANALYZE replay_rows")
     events = int(run("SELECT count(*) FROM replay_events").scalar_one())
-    _compare(run, d)
+    _compare(run, d, scope)
     for row in run(
         """SELECT partner_id, currency, sum(coalesce(current, 0)), sum(coalesce(replayed, 0))
            FROM replay_changed GROUP BY partner_id, currency"""
@@ -385,7 +394,7 @@ def replay_set_based(
     return events, changed, changed_ids
 
 
-def _compare(run: Callable[[str], Any], d: _Dialect) -> None:
+def _compare(run: Callable[[str], Any], d: _Dialect, scope: str) -> None:
     """``replay_changed``: per (event, partner), the stored amount and the replayed one, and
     whether every stored row is under the rules replayed (model, parameters, engine version).
     ``replay_verdict``: per event, whether its per-partner amounts moved, and that flag."""
@@ -402,11 +411,14 @@ def _compare(run: Callable[[str], Any], d: _Dialect) -> None:
                coalesce(o.partner_id, r.partner_id) AS partner_id,
                coalesce(o.currency, r.currency) AS currency,
                o.amount AS current, r.amount AS replayed, o.same_rules
-        FROM (SELECT a.event_id, a.partner_id, s.currency, sum(a.amount) AS amount,
+        FROM (SELECT a.event_id, a.partner_id, e.currency, sum(a.amount) AS amount,
                      min(CASE WHEN a.model = :model AND a.engine_version = :engine
                                    AND a.params = {d.json_params} THEN 1 ELSE 0 END) AS same_rules
-              FROM attributions a JOIN replay_events s ON s.id = a.event_id
-              GROUP BY a.event_id, a.partner_id, s.currency) o
+              -- events in scope read again rather than from replay_events: a temporary table
+              -- would keep PostgreSQL's parallel workers out of this scan and aggregation
+              FROM attributions a JOIN events e ON e.id = a.event_id
+              WHERE a.program_id = :program AND {scope}
+              GROUP BY a.event_id, a.partner_id, e.currency) o
         FULL JOIN replay_replayed r
           ON r.event_id = o.event_id AND r.partner_id = o.partner_id"""
     )
