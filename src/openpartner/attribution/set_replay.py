@@ -123,8 +123,6 @@ RANDOM_CHARACTERS: Final = 11  # 55 bits: with the counter, the 80 bits after th
 TEMPORARY_TABLES: Final = (
     "replay_events",
     "replay_touches",
-    "replay_placed",
-    "replay_shares",
     "replay_rows",
     "replay_replayed",
     "replay_changed",
@@ -262,61 +260,62 @@ def _rows_statements(d: _Dialect, model: str) -> list[str]:
     # partners weighs 1/p. Over one denominator: numerator num, denominator den.
     num, den = ("k", "n") if model == "linear" else ("1", "partners")
     touch_weight = "'1/' || n" if model == "linear" else "'1/' || (partners * k)"
+    # One statement of window functions over the touches, each level one step of split():
+    # no grouped table joined back, and every sort after the first keeps the event order, so
+    # PostgreSQL sorts within events only (an incremental sort). A partner's first touch
+    # stands for the partner within its event; its row carries the partner's exact part once.
+    partners = (
+        ", dense_rank() OVER (PARTITION BY event_seq ORDER BY partner_id) AS partner_rank"
+        if model == "partner_equal"
+        else ""
+    )
+    counted = (
+        ", max(partner_rank) OVER (PARTITION BY event_seq) AS partners"
+        if model == "partner_equal"
+        else ""
+    )
     return [
-        f"""CREATE TEMPORARY TABLE replay_placed AS
-        SELECT t.*, row_number() OVER (PARTITION BY event_seq ORDER BY {order}) AS pos,
-               count(*) OVER (PARTITION BY event_seq) AS n
-        FROM replay_touches t""",
-        # Each partner's share of the event: split() over the partners.
-        f"""CREATE TEMPORARY TABLE replay_shares AS
-        WITH credited AS (
-          SELECT event_seq, partner_id, count(*) AS k, min(pos) AS first_pos, min(n) AS n,
-                 min(abs(amount)) AS magnitude
-          FROM replay_placed GROUP BY event_seq, partner_id
-        ),
-        counted AS (
-          SELECT c.*, count(*) OVER (PARTITION BY event_seq) AS partners FROM credited c
-        ),
-        floored AS (
-          -- floor and remainder of magnitude * num / den, without overflowing 64 bits
-          SELECT c.*,
-                 (magnitude / {den}) * {num} + ((magnitude % {den}) * {num}) / {den} AS part,
-                 ((magnitude % {den}) * {num}) % {den} AS remainder
-          FROM counted c
-        ),
-        shared AS (
-          SELECT f.*,
-                 magnitude - sum(part) OVER (PARTITION BY event_seq) AS leftover,
-                 row_number() OVER (PARTITION BY event_seq ORDER BY remainder DESC, first_pos)
-                   AS rank_
-          FROM floored f
-        )
-        SELECT event_seq, partner_id, k, partners, first_pos,
-               part + CASE WHEN rank_ <= leftover THEN 1 ELSE 0 END AS share
-        FROM shared""",
-        # SQLite joins on it below without an index only by scanning it once per touch
-        # (PostgreSQL hashes it: building the index would cost more than the join).
-        *(
-            []
-            if d.pg
-            else ["CREATE INDEX replay_shares_key ON replay_shares (event_seq, partner_id)"]
-        ),
-        # Each touch's share of its partner's: split() over equal weights.
         f"""CREATE TEMPORARY TABLE replay_rows AS
-        SELECT p.event_id, p.event_seq, p.currency, p.partner_id, p.touch_id, p.kind,
+        SELECT event_id, event_seq, currency, partner_id, touch_id, kind,
                {touch_weight} AS weight,
-               (CASE WHEN p.amount < 0 THEN -1 ELSE 1 END) * (
-                 s.share / s.k
-                 -- a partner's first touch stands for the partner within its event: both
-                 -- windows then share one sort, by (event, first touch, touch)
-                 + CASE WHEN row_number() OVER (PARTITION BY p.event_seq, s.first_pos
-                                                ORDER BY p.pos) <= s.share % s.k
-                        THEN 1 ELSE 0 END) AS amount,
+               (CASE WHEN amount < 0 THEN -1 ELSE 1 END) * (
+                 share / k
+                 -- the units left within a partner go to its earlier touches
+                 + CASE WHEN row_number() OVER (PARTITION BY event_seq, first_pos ORDER BY pos)
+                             <= share % k THEN 1 ELSE 0 END) AS amount,
                -- the order the per-event path writes rows in: by event, then by credit
                -- (first touch), then touch (explanations list an event's rows by seq)
-               row_number() OVER (ORDER BY p.event_seq, s.first_pos, p.pos) AS ord
-        FROM replay_placed p
-        JOIN replay_shares s ON s.event_seq = p.event_seq AND s.partner_id = p.partner_id""",
+               row_number() OVER (ORDER BY event_seq, first_pos, pos) AS ord
+        FROM (
+          -- each partner's share: its part, plus one unit for the largest remainders
+          SELECT r.*, part + CASE WHEN rank_ <= leftover THEN 1 ELSE 0 END AS share
+          FROM (
+            SELECT f.*,
+                   magnitude - sum(CASE WHEN pos = first_pos THEN part ELSE 0 END)
+                               OVER (PARTITION BY event_seq) AS leftover,
+                   dense_rank() OVER (PARTITION BY event_seq ORDER BY remainder DESC, first_pos)
+                     AS rank_
+            FROM (
+              -- floor and remainder of magnitude * num / den, without overflowing 64 bits
+              SELECT c.*,
+                     (magnitude / {den}) * {num} + ((magnitude % {den}) * {num}) / {den} AS part,
+                     ((magnitude % {den}) * {num}) % {den} AS remainder
+              FROM (
+                SELECT p.*, abs(amount) AS magnitude{counted}
+                FROM (
+                  SELECT t.*, count(*) OVER (PARTITION BY event_seq, partner_id) AS k,
+                         min(pos) OVER (PARTITION BY event_seq, partner_id) AS first_pos{partners}
+                  FROM (
+                    SELECT t.*,
+                           row_number() OVER (PARTITION BY event_seq ORDER BY {order}) AS pos,
+                           count(*) OVER (PARTITION BY event_seq) AS n
+                    FROM replay_touches t
+                  ) t
+                ) p
+              ) c
+            ) f
+          ) r
+        ) shared"""
     ]
 
 
