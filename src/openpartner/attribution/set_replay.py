@@ -233,7 +233,8 @@ def _eligible_touches_sql(d: _Dialect, scope: str) -> str:
 
 def _rows_statements(d: _Dialect, model: str) -> list[str]:
     """The statements making ``replay_rows`` from ``replay_touches``: (event, partner, touch,
-    kind, weight, amount, and ``ord``, the order to write in)."""
+    kind, weight, amount; ``credit``, the partner's amount in the event, on one row per
+    partner; and ``ord``, the order to write in)."""
     order = "at, seq, touch_id"
     if model in ("last_click", "first_click"):
         direction = " DESC" if model == "last_click" else ""
@@ -253,7 +254,7 @@ def _rows_statements(d: _Dialect, model: str) -> list[str]:
         return [
             f"""CREATE TEMPORARY TABLE replay_rows AS
             SELECT event_id, event_seq, currency, partner_id, touch_id, kind, '1/1' AS weight,
-                   amount, row_number() OVER (ORDER BY event_seq) AS ord
+                   amount, amount AS credit, row_number() OVER (ORDER BY event_seq) AS ord
             FROM ({picked}) picked"""
         ]
     # linear: a partner with k of the n touches weighs k/n; partner_equal: each of the p
@@ -283,6 +284,9 @@ def _rows_statements(d: _Dialect, model: str) -> list[str]:
                  -- the units left within a partner go to its earlier touches
                  + CASE WHEN row_number() OVER (PARTITION BY event_seq, first_pos ORDER BY pos)
                              <= share % k THEN 1 ELSE 0 END) AS amount,
+               -- the partner's whole amount, on its first touch's row only (the comparison)
+               CASE WHEN pos = first_pos
+                    THEN (CASE WHEN amount < 0 THEN -1 ELSE 1 END) * share END AS credit,
                -- the order the per-event path writes rows in: by event, then by credit
                -- (first touch), then touch (explanations list an event's rows by seq)
                row_number() OVER (ORDER BY event_seq, first_pos, pos) AS ord
@@ -399,8 +403,8 @@ def _compare(run: Callable[[str], Any], d: _Dialect, scope: str) -> None:
     ``replay_verdict``: per event, whether its per-partner amounts moved, and that flag."""
     run(
         """CREATE TEMPORARY TABLE replay_replayed AS
-        SELECT event_id, partner_id, currency, sum(amount) AS amount
-        FROM replay_rows GROUP BY event_id, partner_id, currency"""
+        SELECT event_id, partner_id, currency, credit AS amount
+        FROM replay_rows WHERE credit IS NOT NULL"""
     )
     if not d.pg:  # SQLite runs the full join below as a loop over the stored amounts
         run("CREATE INDEX replay_replayed_key ON replay_replayed (event_id, partner_id)")
