@@ -733,6 +733,9 @@ def write_doc(results: dict[str, Any]) -> None:
 
 
 def main() -> int:
+    # Killed (a timeout, kill): exit through `finally`, which stops the servers started in
+    # sessions of their own; the default action would leave them running.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--pg-url",

@@ -246,6 +246,9 @@ def run_router(url: str, backend: str, workers: int, tmp: Path, args: argparse.N
 
 
 def main() -> None:
+    # Killed (a timeout, kill): exit through `finally`, which stops the servers started in
+    # sessions of their own; the default action would leave them running.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     parser = argparse.ArgumentParser()
     parser.add_argument("--duration", type=int, default=15)
     parser.add_argument("--connections", type=int, default=64)

@@ -76,6 +76,9 @@ def wait_written(url: str, rows: int, timeout: float = 300) -> None:
 
 
 def main() -> None:
+    # Killed (a timeout, kill): exit through `finally`, which stops the servers started in
+    # sessions of their own; the default action would leave them running.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     parser = argparse.ArgumentParser()
     parser.add_argument("--backend", default="postgresql")
     parser.add_argument("--workers", type=int, default=2)
