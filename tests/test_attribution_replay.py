@@ -200,6 +200,9 @@ def test_replay_dry_run_reports_and_writes_nothing(
     ] == sorted([(journey["a"], 0, 5000, 5000), (journey["b"], 10_000, 5000, -5000)])
     assert rows(session, str(event["id"])) == before
     assert session.get_one(Program, journey["program"]).attribution_model == "last_click"
+    # Where the time went, per statement; a dry run writes nothing, so it times no insert.
+    assert "create replay_touches" in report["steps"]
+    assert "insert attributions" not in report["steps"]
 
 
 def test_replay_applies_a_new_version_and_twice_is_a_no_op(
@@ -209,6 +212,7 @@ def test_replay_applies_a_new_version_and_twice_is_a_no_op(
     event = record(session, settings, program, "sale", customer_id="c1", amount=10_000)
     applied = replay(session, program.id, model="linear", dry_run=False)
     assert applied.changed_events == 1 and applied.config_version is not None
+    assert {"create replay_touches", "insert attributions"} <= set(applied.steps)
     assert rows(session, event.id) == [
         (journey["a"], 5000, "1/2", "linear"),
         (journey["b"], 5000, "1/2", "linear"),

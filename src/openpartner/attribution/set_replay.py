@@ -121,7 +121,6 @@ def random_characters(rows: int) -> bytes:
 COUNTER_BITS: Final = 25
 RANDOM_CHARACTERS: Final = 11  # 55 bits: with the counter, the 80 bits after the time part
 TEMPORARY_TABLES: Final = (
-    "replay_events",
     "replay_touches",
     "replay_rows",
     "replay_replayed",
@@ -139,6 +138,8 @@ _TO_ALPHABET: Final = bytes(ord(_ALPHABET[b % 32]) for b in range(256))
 def _eligible_touches_sql(d: _Dialect, scope: str) -> str:
     """Every eligible touch of the events in ``scope`` (an SQL condition on ``e``)."""
     not_revoked = "coalesce(p.status, '') <> 'revoked'"
+    # The flags are NOT NULL: plain columns, so the planner's statistics apply to them.
+    unflagged = "NOT (c.bot OR c.duplicate OR c.velocity OR c.revoked)"
     earliest = d.shifted("e.occurred_at", "-86400 * :window")
     latest = d.shifted("e.occurred_at", str(_GRACE_SECONDS))
     return f"""
@@ -190,9 +191,7 @@ def _eligible_touches_sql(d: _Dialect, scope: str) -> str:
       AND {d.unindexed("ed.click_id")} IS NOT NULL AND {d.unindexed("ed.customer_id")} IS NOT NULL
       AND ev.customer_id <> ''
       AND c.clicked_at >= ev.earliest AND c.clicked_at <= ev.latest
-      -- the flags are NOT NULL: plain columns, so the planner's statistics apply
-      AND NOT (c.bot OR c.duplicate OR c.velocity OR c.revoked)
-      AND {not_revoked}
+      AND {unflagged} AND {not_revoked}
     UNION ALL
     SELECT f.event_id, f.event_seq, f.currency, f.amount, c.partner_id, c.id, 'click',
            c.clicked_at, c.seq
@@ -200,8 +199,7 @@ def _eligible_touches_sql(d: _Dialect, scope: str) -> str:
     JOIN clicks c ON c.id = f.click_id
     LEFT JOIN partners p ON p.id = c.partner_id
     WHERE c.clicked_at >= f.earliest AND c.clicked_at <= f.latest
-      AND NOT (c.bot OR c.duplicate OR c.velocity OR c.revoked)
-      AND {not_revoked}
+      AND {unflagged} AND {not_revoked}
     UNION ALL
     SELECT ev.id, ev.seq, ev.currency, ev.amount, t.partner_id, t.id, 'touchpoint',
            t.occurred_at, t.seq
@@ -368,16 +366,12 @@ def replay_set_based(
         _register_sqlite_ids(session)
     for table in TEMPORARY_TABLES:
         run(f"DROP TABLE IF EXISTS {table}")
-    run(
-        f"CREATE TEMPORARY TABLE replay_events AS SELECT e.id{d.bytewise} AS id, e.seq, "
-        f"e.currency FROM events e WHERE {scope}"
-    )
     run("CREATE TEMPORARY TABLE replay_touches AS " + _eligible_touches_sql(d, scope))
     run("ANALYZE replay_touches")  # temporary tables are never analysed automatically
     for statement in _rows_statements(d, spec.name):
         run(statement)
     run("ANALYZE replay_rows")
-    events = int(run("SELECT count(*) FROM replay_events").scalar_one())
+    events = int(run(f"SELECT count(*) FROM events e WHERE {scope}").scalar_one())
     _compare(run, d, scope)
     for row in run(
         """SELECT partner_id, currency, sum(coalesce(current, 0)), sum(coalesce(replayed, 0))
@@ -417,8 +411,8 @@ def _compare(run: Callable[[str], Any], d: _Dialect, scope: str) -> None:
         FROM (SELECT a.event_id, a.partner_id, e.currency, sum(a.amount) AS amount,
                      min(CASE WHEN a.model = :model AND a.engine_version = :engine
                                    AND a.params = {d.json_params} THEN 1 ELSE 0 END) AS same_rules
-              -- events in scope read again rather than from replay_events: a temporary table
-              -- would keep PostgreSQL's parallel workers out of this scan and aggregation
+              -- events in scope joined here, not from a temporary table: that would keep
+              -- PostgreSQL's parallel workers out of this scan and aggregation
               FROM attributions a JOIN events e ON e.id = a.event_id
               WHERE a.program_id = :program AND {scope}
               GROUP BY a.event_id, a.partner_id, e.currency) o

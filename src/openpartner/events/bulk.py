@@ -55,13 +55,13 @@ def insert_rows(
         def value(row: dict[str, Any], column: str) -> Any:
             return to_json(row[column]).decode() if column in json_columns else row[column]
 
-        if len(rows) == 1:
-            # A single event's rows: plain values. Arrays of one element cost more to build
-            # (psycopg's array dumpers are Python) than the row they carry.
-            sql = _values_insert(dialect, table, columns, skip_conflicts_on, returning)
+        # A single event's rows: plain values. Arrays of one element cost more to build
+        # (psycopg's array dumpers are Python) than the row they carry.
+        one_row = len(rows) == 1
+        sql = _insert_sql(dialect, table, columns, skip_conflicts_on, returning, one_row)
+        if one_row:
             params = {f"c{i}": value(rows[0], c) for i, c in enumerate(columns)}
         else:
-            sql = _unnest_insert(dialect, table, columns, skip_conflicts_on, returning)
             params = {f"c{i}": [value(r, c) for r in rows] for i, c in enumerate(columns)}
         result: sa.Result[Any] = session.connection().exec_driver_sql(sql, params)
     else:
@@ -74,48 +74,29 @@ def insert_rows(
     return list(result) if returning else []
 
 
-def _on_conflict(sql: str, conflict: tuple[str, ...], returning: tuple[str, ...]) -> str:
+@cache
+def _insert_sql(
+    dialect: sa.Dialect,
+    table: sa.Table,
+    columns: tuple[str, ...],
+    conflict: tuple[str, ...],
+    returning: tuple[str, ...],
+    one_row: bool,
+) -> str:
+    """psycopg SQL inserting one row of plain values, or many rows from one array per column
+    (``%(cN)b`` sends each as a binary array, which needs no escaping of the values; the text
+    form costs about 2 ms per column of 1,000 strings). Both cast to the column types."""
+    placeholder, suffix = ("s", "") if one_row else ("b", "[]")
+    casts = ", ".join(
+        f"CAST(%(c{i}){placeholder} AS {table.c[c].type.compile(dialect=dialect)}{suffix})"
+        for i, c in enumerate(columns)
+    )
+    names = ", ".join(f'"{c}"' for c in columns)
+    # Names and types come from the table's metadata, never from input.
+    rows = f"VALUES ({casts})" if one_row else f"SELECT * FROM unnest({casts})"  # noqa: S608
+    sql = f'INSERT INTO "{table.name}" ({names}) {rows}'
     if conflict:
         sql += f" ON CONFLICT ({', '.join(conflict)}) DO NOTHING"
     if returning:
         sql += f" RETURNING {', '.join(returning)}"
     return sql
-
-
-@cache
-def _values_insert(
-    dialect: sa.Dialect,
-    table: sa.Table,
-    columns: tuple[str, ...],
-    conflict: tuple[str, ...],
-    returning: tuple[str, ...],
-) -> str:
-    """psycopg SQL for one row, typed as :func:`_unnest_insert` types its arrays."""
-    values = ", ".join(
-        f"CAST(%(c{i})s AS {table.c[c].type.compile(dialect=dialect)})"
-        for i, c in enumerate(columns)
-    )
-    names = ", ".join(f'"{c}"' for c in columns)
-    # Names and types come from the table's metadata, never from input.
-    sql = f'INSERT INTO "{table.name}" ({names}) VALUES ({values})'  # noqa: S608
-    return _on_conflict(sql, conflict, returning)
-
-
-@cache
-def _unnest_insert(
-    dialect: sa.Dialect,
-    table: sa.Table,
-    columns: tuple[str, ...],
-    conflict: tuple[str, ...],
-    returning: tuple[str, ...],
-) -> str:
-    """psycopg SQL; ``%(cN)b`` sends each column as a binary array, which needs no escaping
-    of the values (the text form costs about 2 ms per column of 1,000 strings)."""
-    arrays = ", ".join(
-        f"CAST(%(c{i})b AS {table.c[c].type.compile(dialect=dialect)}[])"
-        for i, c in enumerate(columns)
-    )
-    names = ", ".join(f'"{c}"' for c in columns)
-    # Names and types come from the table's metadata, never from input.
-    sql = f'INSERT INTO "{table.name}" ({names}) SELECT * FROM unnest({arrays})'  # noqa: S608
-    return _on_conflict(sql, conflict, returning)
