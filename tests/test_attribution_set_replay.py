@@ -19,6 +19,7 @@ from hypothesis import settings as settings_
 from hypothesis import strategies as st
 from sqlalchemy.orm import Session
 
+from openpartner.attribution import partitions, set_replay
 from openpartner.attribution.engine import CLOCK_SKEW_GRACE
 from openpartner.attribution.engine import attribute as engine_attribute
 from openpartner.attribution.inputs import Conversion as EngineConversion
@@ -35,6 +36,7 @@ from openpartner.deals.models import Deal, Touchpoint
 from openpartner.events.models import Event
 from openpartner.identity.models import IdentityEdge
 from openpartner.partners.models import Partner
+from tests.conftest import backend
 from tests.factories import make_link, make_partner, make_program
 
 T0 = datetime(2026, 3, 2, 12, tzinfo=UTC)
@@ -301,3 +303,44 @@ def test_a_deals_own_model_keeps_the_per_event_path(session: Session) -> None:
     assert (row.model, row.weight, row.amount) == ("first_click", "1/1", 1_001)
     partner = session.get_one(Partner, row.partner_id)
     assert partner.program_id == program_id
+
+
+def test_a_large_rewrite_rebuilds_the_programs_partition(
+    session: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # PostgreSQL rebuilds the program's partition; SQLite (no partitions) deletes and inserts.
+    pg = partitions.is_partitioned(session)
+    assert pg == (backend() == "postgresql")
+    touches = [
+        TouchSpec(kind, n % 4, n % 2, OFFSETS[n % len(OFFSETS)], n % 7 == 0, n % 11 == 0)
+        for n, kind in enumerate(["direct", "carried", "stolen", "touchpoint", "deal"] * 4)
+    ]
+    sales = [(n % 2, amount, "USD", timedelta(0), n % 2 == 0, n == 1)
+             for n, amount in enumerate([1_001, 999, -7, 0])]  # fmt: skip
+    program_id = build(session, touches, sales)
+    other = build(session, touches[:6], sales[:2])  # stays in the default partition
+    replay(session, other, model="partner_equal", dry_run=False)  # too small to rebuild
+    others = stored_rows(session, other)
+    monkeypatch.setattr(set_replay, "REBUILD_MIN_EVENTS", 1)
+    seen = []
+    for model in ["linear", "last_click", "partner_equal", "first_click"]:
+        expected = engine_rows(session, program_id, model)
+        replay(session, program_id, model=model, dry_run=False)
+        assert stored_rows(session, program_id) == expected
+        assert stored_rows(session, other) == others
+        if pg:  # every row in the program's own partition
+            seen.append(partitions.partition_of(session, program_id))
+            assert session.execute(
+                sa.text(f'SELECT count(*) FROM "{seen[-1]}"')  # noqa: S608
+            ).scalar_one() == sum(len(rows) for rows in expected.values())
+    # The same rules again: nothing to rewrite.
+    assert replay(session, program_id, model="first_click", dry_run=False).changed_events == 0
+    if pg:
+        assert None not in seen and len(set(seen)) == 4  # a fresh partition each time
+        assert partitions.partition_of(session, program_id) == seen[-1]  # kept
+        assert set(partitions.partitions(session)) == {"attributions_default", seen[-1]}
+
+
+def test_a_program_id_is_checked_before_it_reaches_ddl() -> None:
+    with pytest.raises(ValueError, match="not a program id"):
+        partitions._literal("prg_1'); DROP TABLE events; --")

@@ -1,3 +1,5 @@
+from alembic import command
+from alembic.config import Config
 from sqlalchemy.engine import Engine
 
 from openpartner.db.migrate import drift
@@ -43,3 +45,49 @@ def test_programs_from_before_versioning_get_a_first_config() -> None:
     finally:
         engine.dispose()
         drop()  # type: ignore[operator]
+
+
+def test_attribution_rows_survive_partitioning_and_back() -> None:
+    """Migration 0009 (attributions partitioned by program on PostgreSQL) keeps every row, its
+    ``seq`` sequence going on, both ways."""
+    import sqlalchemy as sa
+
+    from openpartner.db.engine import create_engine
+    from openpartner.db.migrate import upgrade
+    from tests.conftest import create_test_database
+
+    url, drop = create_test_database()
+    engine = create_engine(url)
+    row = (
+        "INSERT INTO attributions (id, program_id, event_id, partner_id, touch_id, touch_kind,"
+        " weight, amount, currency, model, params, engine_version, created_at) VALUES"
+        " (:id, 'prg_1', 'evt_1', 'prt_1', 'clk_1', 'click', '1/1', 100, 'USD', 'last_click',"
+        " '{}', '1', CURRENT_TIMESTAMP)"
+    )
+    rows = "SELECT seq, id, amount FROM attributions ORDER BY seq"
+    try:
+        upgrade(engine, "0008")
+        with engine.begin() as conn:
+            conn.execute(sa.text(row), {"id": "att_1"})
+        upgrade(engine)
+        with engine.begin() as conn:
+            conn.execute(sa.text(row), {"id": "att_2"})
+            assert conn.execute(sa.text(rows)).all() == [(1, "att_1", 100), (2, "att_2", 100)]
+        config = alembic_config(engine)
+        with engine.begin() as conn:
+            config.attributes["connection"] = conn
+            command.downgrade(config, "0008")
+        with engine.begin() as conn:
+            conn.execute(sa.text(row), {"id": "att_3"})
+            assert [r[0] for r in conn.execute(sa.text(rows))] == [1, 2, 3]
+        upgrade(engine)
+        assert drift(engine) == []
+    finally:
+        engine.dispose()
+        drop()  # type: ignore[operator]
+
+
+def alembic_config(engine: Engine) -> Config:
+    from openpartner.db.migrate import alembic_config as config
+
+    return config(engine.url.render_as_string(hide_password=False))

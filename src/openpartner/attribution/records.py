@@ -18,13 +18,16 @@ class AttributionRow(Base):
     in the same transaction, so an event never has two sets."""
 
     __tablename__ = "attributions"
+    # On PostgreSQL the table is partitioned by program (migration 0009, ``partitions.py``):
+    # its unique keys include ``program_id``.
     __table_args__ = (
+        sa.UniqueConstraint("program_id", "id", name="uq_attributions_program_id_id"),
         sa.Index("ix_attributions_event_id", "event_id"),
         sa.Index("ix_attributions_program_id_partner_id", "program_id", "partner_id"),
     )
 
     seq: Mapped[int] = mapped_column(SeqType, primary_key=True, autoincrement=True)
-    id: Mapped[str] = mapped_column(IdType, unique=True)
+    id: Mapped[str] = mapped_column(IdType)
     program_id: Mapped[str] = mapped_column(IdType)
     event_id: Mapped[str] = mapped_column(IdType)
     partner_id: Mapped[str] = mapped_column(IdType)

@@ -10,6 +10,7 @@ from alembic.autogenerate.api import AutogenContext
 
 from openpartner.db.base import UTCDateTime
 from openpartner.db.engine import create_engine
+from openpartner.db.migrate import not_partition
 from openpartner.db.models import Base
 from openpartner.settings import get_settings
 
@@ -45,6 +46,7 @@ def _run(connection: object) -> None:
         compare_type=True,
         render_item=render_item,
         render_as_batch=True,  # SQLite cannot ALTER most things; batch mode copies the table
+        include_name=not_partition(connection),  # type: ignore[arg-type]
     )
     with context.begin_transaction():
         context.run_migrations()
