@@ -191,7 +191,15 @@ def engine_rows(session: Session, program_id: str, model: str) -> dict[str, list
             config_id=None,
         )  # fmt: skip
         out[event.id] = [
-            (r["partner_id"], r["touch_id"], r["touch_kind"], r["weight"], r["amount"], model)
+            (
+                r["partner_id"],
+                r["touch_id"],
+                r["touch_kind"],
+                r["weight"],
+                r["amount"],
+                model,
+                r["credit"],
+            )
             for r in rows
         ]
     return out
@@ -207,7 +215,7 @@ def stored_rows(session: Session, program_id: str) -> dict[str, list[tuple[Any, 
         .order_by(AttributionRow.seq)
     ):
         out[r.event_id].append(
-            (r.partner_id, r.touch_id, r.touch_kind, r.weight, r.amount, r.model)
+            (r.partner_id, r.touch_id, r.touch_kind, r.weight, r.amount, r.model, r.credit)
         )
     return out
 
@@ -237,14 +245,14 @@ def test_set_based_replay_writes_the_engines_rows(
         currency = {e: c for e, c in session.execute(sa.select(Event.id, Event.currency))}
         for e in expected:
             for rows, i in ((before[e], 0), (expected[e], 1)):
-                for partner, _, _, _, amount, _ in rows:
+                for partner, _, _, _, amount, *_ in rows:
                     totals.setdefault((partner, currency[e]), [0, 0])[i] += amount
         assert {k: [d.current, d.replayed] for k, d in report.partners.items()} == totals
 
 
 def _per_partner(rows: list[tuple[Any, ...]]) -> dict[str, int]:
     out: dict[str, int] = {}
-    for partner, _, _, _, amount, _ in rows:
+    for partner, _, _, _, amount, *_ in rows:
         out[partner] = out.get(partner, 0) + amount
     return out
 

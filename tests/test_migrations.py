@@ -49,7 +49,7 @@ def test_programs_from_before_versioning_get_a_first_config() -> None:
 
 def test_attribution_rows_survive_partitioning_and_back() -> None:
     """Migration 0009 (attributions partitioned by program on PostgreSQL) keeps every row, its
-    ``seq`` sequence going on, both ways."""
+    ``seq`` sequence going on, both ways; 0010 puts each partner's amount on its first row."""
     import sqlalchemy as sa
 
     from openpartner.db.engine import create_engine
@@ -69,17 +69,22 @@ def test_attribution_rows_survive_partitioning_and_back() -> None:
         upgrade(engine, "0008")
         with engine.begin() as conn:
             conn.execute(sa.text(row), {"id": "att_1"})
+            conn.execute(sa.text(row), {"id": "att_2"})  # the same partner's second touch
         upgrade(engine)
         with engine.begin() as conn:
-            conn.execute(sa.text(row), {"id": "att_2"})
-            assert conn.execute(sa.text(rows)).all() == [(1, "att_1", 100), (2, "att_2", 100)]
+            conn.execute(sa.text(row), {"id": "att_3"})
+            assert conn.execute(sa.text(rows)).all() == [
+                (1, "att_1", 100), (2, "att_2", 100), (3, "att_3", 100)
+            ]  # fmt: skip
+            credits = "SELECT credit FROM attributions ORDER BY seq"
+            assert conn.execute(sa.text(credits)).scalars().all() == [200, None, None]
         config = alembic_config(engine)
         with engine.begin() as conn:
             config.attributes["connection"] = conn
             command.downgrade(config, "0008")
         with engine.begin() as conn:
-            conn.execute(sa.text(row), {"id": "att_3"})
-            assert [r[0] for r in conn.execute(sa.text(rows))] == [1, 2, 3]
+            conn.execute(sa.text(row), {"id": "att_4"})
+            assert [r[0] for r in conn.execute(sa.text(rows))] == [1, 2, 3, 4]
         upgrade(engine)
         assert drift(engine) == []
     finally:

@@ -38,6 +38,9 @@ class AttributionRow(Base):
     """The touch's exact share of the event, as a fraction ``"numerator/denominator"``."""
     amount: Mapped[int] = mapped_column(sa.BigInteger)
     """Minor units of ``currency``; the amounts of an event's rows sum exactly to its amount."""
+    credit: Mapped[int | None] = mapped_column(sa.BigInteger)
+    """The partner's whole amount in the event, on the partner's first row of the event (its
+    earliest credited touch, lowest ``seq``); NULL on its other rows. What a replay compares."""
     currency: Mapped[str | None] = mapped_column(sa.String(3))
     model: Mapped[str] = mapped_column(sa.String(32))
     params: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)

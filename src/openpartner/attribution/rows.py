@@ -82,7 +82,7 @@ def rows_from(
             amounts = split(credit.amount, touch_weights, {t: position[t] for t in touch_weights})
         else:
             amounts = {credit.touch_ids[0]: credit.amount}
-        for tid in credit.touch_ids:
+        for n, tid in enumerate(credit.touch_ids):
             touch = weighted[tid].touch
             rows.append(
                 {
@@ -94,6 +94,8 @@ def rows_from(
                     "touch_kind": touch.kind,
                     "weight": fraction_text(weighted[tid].weight),
                     "amount": amounts.get(tid, 0),
+                    # the partner's whole amount, once: on its first row in the event
+                    "credit": credit.amount if n == 0 else None,
                     "currency": currency,
                     "model": result.spec.name,
                     "params": params,

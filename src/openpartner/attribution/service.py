@@ -78,6 +78,7 @@ def attribute(
                         "touch_kind": touch.kind,
                         "weight": "1/1",
                         "amount": event.amount or 0,
+                        "credit": event.amount or 0,
                         "currency": event.currency,
                         "model": spec.name,
                         "params": spec.params_for_storage(),

@@ -409,14 +409,15 @@ def _compare(run: Callable[[str], Any], d: _Dialect, scope: str) -> None:
                coalesce(o.partner_id, r.partner_id) AS partner_id,
                coalesce(o.currency, r.currency) AS currency,
                o.amount AS current, r.amount AS replayed, o.same_rules
-        FROM (SELECT a.event_id, a.partner_id, e.currency, sum(a.amount) AS amount,
-                     min(CASE WHEN a.model = :model AND a.engine_version = :engine
-                                   AND a.params = {d.json_params} THEN 1 ELSE 0 END) AS same_rules
-              -- events in scope joined here, not from a temporary table: that would keep
-              -- PostgreSQL's parallel workers out of this scan and aggregation
+        FROM (SELECT a.event_id, a.partner_id, e.currency, a.credit AS amount,
+                     -- an event's rows are written together, under one set of rules
+                     CASE WHEN a.model = :model AND a.engine_version = :engine
+                               AND a.params = {d.json_params} THEN 1 ELSE 0 END AS same_rules
+              -- one row per partner and event: the one carrying the partner's amount.
+              -- Events in scope joined here, not from a temporary table: that would keep
+              -- PostgreSQL's parallel workers out of this scan.
               FROM attributions a JOIN events e ON e.id = a.event_id
-              WHERE a.program_id = :program AND {scope}
-              GROUP BY a.event_id, a.partner_id, e.currency) o
+              WHERE a.program_id = :program AND a.credit IS NOT NULL AND {scope}) o
         FULL JOIN replay_replayed r
           ON r.event_id = o.event_id AND r.partner_id = o.partner_id"""
     )
@@ -514,10 +515,11 @@ def _insert_rows(
         session.execute(
             sa.text(
                 f"""INSERT INTO "{table}" (id, program_id, event_id, partner_id, touch_id,
-                    touch_kind, weight, amount, currency, model, params, config_version,
+                    touch_kind, weight, amount, credit, currency, model, params, config_version,
                     engine_version, created_at)
                 SELECT {d.new_id("att", "r.ord - :after - 1")}, :program, r.event_id,
-                       r.partner_id, r.touch_id, r.kind, r.weight, r.amount, r.currency, :model,
+                       r.partner_id, r.touch_id, r.kind, r.weight, r.amount, r.credit, r.currency,
+                       :model,
                        {d.json_params}, :config, :engine, :now
                 FROM (SELECT x.* FROM replay_rows x
                       WHERE x.ord > :after AND x.ord <= :after + :batch
