@@ -21,9 +21,10 @@ class AttributionRow(Base):
     # On PostgreSQL the table is partitioned by program (migration 0009, ``partitions.py``):
     # its unique keys include ``program_id``.
     __table_args__ = (
-        sa.UniqueConstraint("program_id", "id", name="uq_attributions_program_id_id"),
+        sa.UniqueConstraint("id", "program_id", name="uq_attributions_id_program_id"),
         sa.Index("ix_attributions_event_id", "event_id"),
-        sa.Index("ix_attributions_program_id_partner_id", "program_id", "partner_id"),
+        # partner first: within a partition program_id is one value (migration 0009)
+        sa.Index("ix_attributions_partner_id_program_id", "partner_id", "program_id"),
     )
 
     seq: Mapped[int] = mapped_column(SeqType, primary_key=True, autoincrement=True)

@@ -294,10 +294,9 @@ def _rows_statements(d: _Dialect, model: str) -> list[str]:
           SELECT r.*, part + CASE WHEN rank_ <= leftover THEN 1 ELSE 0 END AS share
           FROM (
             SELECT f.*,
-                   magnitude - sum(CASE WHEN pos = first_pos THEN part ELSE 0 END)
-                               OVER (PARTITION BY event_seq) AS leftover,
-                   dense_rank() OVER (PARTITION BY event_seq ORDER BY remainder DESC, first_pos)
-                     AS rank_
+                   magnitude - sum(CASE WHEN pos = first_pos THEN part ELSE 0 END) OVER w
+                     AS leftover,
+                   dense_rank() OVER w AS rank_
             FROM (
               -- floor and remainder of magnitude * num / den, without overflowing 64 bits
               SELECT c.*,
@@ -309,14 +308,17 @@ def _rows_statements(d: _Dialect, model: str) -> list[str]:
                   SELECT t.*, count(*) OVER (PARTITION BY event_seq, partner_id) AS k,
                          min(pos) OVER (PARTITION BY event_seq, partner_id) AS first_pos{partners}
                   FROM (
-                    SELECT t.*,
-                           row_number() OVER (PARTITION BY event_seq ORDER BY {order}) AS pos,
-                           count(*) OVER (PARTITION BY event_seq) AS n
+                    SELECT t.*, row_number() OVER w AS pos, count(*) OVER w AS n
                     FROM replay_touches t
+                    WINDOW w AS (PARTITION BY event_seq ORDER BY {order}
+                                 ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)
                   ) t
                 ) p
               ) c
             ) f
+            -- one window for both (a rank ignores the frame): one sort, one pass
+            WINDOW w AS (PARTITION BY event_seq ORDER BY remainder DESC, first_pos
+                         ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)
           ) r
         ) shared"""
     ]
@@ -447,7 +449,10 @@ def _write(
         """CREATE TEMPORARY TABLE replay_rewrite AS
         SELECT event_id FROM replay_verdict WHERE moved = 1 OR same_rules = 0"""
     )
-    if run("SELECT count(*) FROM replay_verdict WHERE moved = 0 AND same_rules = 1").scalar_one():
+    compared = run("SELECT count(*) FROM replay_verdict WHERE moved = 0 AND same_rules = 1")
+    # Otherwise every event with new rows is rewritten: no filter on the rows to insert.
+    params["every_event"] = not compared.scalar_one()
+    if not params["every_event"]:
         # The rest have the same amounts under the same rules, but may differ touch by touch
         # (another click of the same partner): one hash full join of their stored rows with the
         # new ones, linear whatever the planner estimates (an anti-join here ran in quadratic
@@ -507,6 +512,9 @@ def _insert_rows(
     last = int(
         session.execute(sa.text("SELECT coalesce(max(ord), 0) FROM replay_rows")).scalar_one()
     )
+    rewritten = (
+        "" if params["every_event"] else "AND x.event_id IN (SELECT event_id FROM replay_rewrite)"
+    )
     batch = 1 << COUNTER_BITS  # ids count rows up to this within one time part
     for after in range(0, last, batch):
         now = sa.bindparam("now", utc_now(), type_=UTCDateTime())
@@ -523,7 +531,7 @@ def _insert_rows(
                        {d.json_params}, :config, :engine, :now
                 FROM (SELECT x.* FROM replay_rows x
                       WHERE x.ord > :after AND x.ord <= :after + :batch
-                        AND x.event_id IN (SELECT event_id FROM replay_rewrite)
+                        {rewritten}
                       -- sorted before the ids are made: SQLite makes them one call per row
                       ORDER BY x.ord) r"""
             ).bindparams(now),
