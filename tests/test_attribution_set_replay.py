@@ -19,7 +19,7 @@ from hypothesis import settings as settings_
 from hypothesis import strategies as st
 from sqlalchemy.orm import Session
 
-from openpartner.attribution import partitions, set_replay
+from openpartner.attribution import partitions, set_replay, two_backends
 from openpartner.attribution.engine import CLOCK_SKEW_GRACE
 from openpartner.attribution.engine import attribute as engine_attribute
 from openpartner.attribution.inputs import Conversion as EngineConversion
@@ -32,11 +32,13 @@ from openpartner.clicks.models import Click
 from openpartner.core.ids import new_id
 from openpartner.core.time import clock
 from openpartner.coupons.models import PromotionCode
+from openpartner.db.engine import create_engine
+from openpartner.db.migrate import upgrade
 from openpartner.deals.models import Deal, Touchpoint
 from openpartner.events.models import Event
 from openpartner.identity.models import IdentityEdge
 from openpartner.partners.models import Partner
-from tests.conftest import backend
+from tests.conftest import backend, create_test_database
 from tests.factories import make_link, make_partner, make_program
 
 T0 = datetime(2026, 3, 2, 12, tzinfo=UTC)
@@ -352,3 +354,64 @@ def test_a_large_rewrite_rebuilds_the_programs_partition(
 def test_a_program_id_is_checked_before_it_reaches_ddl() -> None:
     with pytest.raises(ValueError, match="not a program id"):
         partitions._literal("prg_1'); DROP TABLE events; --")
+
+
+def test_a_large_replay_runs_in_two_backends(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On PostgreSQL two more connections derive the rows and write the new partition, each for
+    half of the events. They see only what is committed: the history is committed here, in a
+    database of its own. SQLite replays in one connection, with the same result."""
+    url, drop = create_test_database()
+    engine = create_engine(url)
+    monkeypatch.setattr(two_backends, "PARALLEL_MIN_EVENTS", 1)
+    monkeypatch.setattr(set_replay, "REBUILD_MIN_EVENTS", 1)
+    touches = [
+        TouchSpec(kind, n % 4, n % 2, OFFSETS[n % len(OFFSETS)], n % 7 == 0, n % 11 == 0)
+        for n, kind in enumerate(["direct", "carried", "stolen", "touchpoint", "deal"] * 4)
+    ]
+    sales = [(n % 2, amount, "USD", timedelta(hours=-n), n % 3 == 0, n == 1)
+             for n, amount in enumerate([1_001, 999, -7, 0, 10**15, 5])]  # fmt: skip
+    try:
+        upgrade(engine)
+        with Session(engine) as session:
+            pg = partitions.is_partitioned(session)
+            program_id = build(session, touches, sales)
+            session.commit()
+            scratch = f"replay_scratch_{program_id.lower()}_abcdef_touches"
+            if pg:  # what a replay that failed would leave behind
+                session.execute(sa.text(f"CREATE UNLOGGED TABLE {scratch} (x int)"))
+                session.execute(sa.text(partitions.new_table(program_id)[1]))
+                session.commit()
+            for model in ["linear", "last_click", "partner_equal", "first_click"]:
+                expected = engine_rows(session, program_id, model)
+                report = replay(session, program_id, model=model, dry_run=False)
+                session.commit()
+                assert stored_rows(session, program_id) == expected
+                assert ("touches, then rows (2 backends)" in report.steps) == pg
+                assert ("insert attributions (2 backends)" in report.steps) == pg
+            # Same rules, one partner's clicks flagged since: only some events change, and the
+            # replay's own connection writes them, reading both halves through the view.
+            before = stored_rows(session, program_id)
+            partner = session.scalars(
+                sa.select(AttributionRow.partner_id).where(AttributionRow.touch_kind == "click")
+            ).first()
+            session.execute(sa.update(Click).where(Click.partner_id == partner).values(bot=True))
+            session.commit()
+            expected = engine_rows(session, program_id, "first_click")
+            changed = [e for e in expected if _per_partner(expected[e]) != _per_partner(before[e])]
+            report = replay(session, program_id, model="first_click", dry_run=False)
+            session.commit()
+            assert stored_rows(session, program_id) == expected
+            assert 0 < report.changed_events == len(changed) < len(expected)
+            assert "insert attributions (2 backends)" not in report.steps
+            if pg:  # scratch tables dropped, the failed run's swept
+                left = session.execute(
+                    sa.text(
+                        "SELECT relname FROM pg_class WHERE relname LIKE 'replay%'"
+                        " OR (relname LIKE 'attributions_prg%' AND relkind = 'r'"
+                        " AND NOT relispartition)"
+                    )
+                )
+                assert list(left) == []
+    finally:
+        engine.dispose()
+        drop()  # type: ignore[operator]

@@ -70,17 +70,29 @@ def partitions(session: Session) -> list[str]:
     )
 
 
+def new_table(program_id: str) -> tuple[str, str]:
+    """A fresh name for a table of ``program_id``'s rows, and the statement creating it: shaped
+    like ``attributions`` (``seq`` still defaults to the shared sequence), no index, and a CHECK
+    on the program, which lets ATTACH skip scanning it for rows of other programs."""
+    table = f"{PARENT}_{program_id.lower()}_{secrets.token_hex(3)}"
+    return table, (
+        f'CREATE TABLE "{table}" (LIKE {PARENT} INCLUDING DEFAULTS,'
+        f' CONSTRAINT "{table}_program" CHECK (program_id = {_literal(program_id)}))'
+    )
+
+
 def rebuild(
     session: Session,
     program_id: str,
     fill: Callable[[str], None],
     timer: Callable[[str, float], None] | None = None,
+    table: str | None = None,
 ) -> str:
     """Replace every attribution row of ``program_id`` with what ``fill(table)`` writes into
-    ``table``, an empty table shaped like ``attributions`` (``seq`` still defaults to the
-    shared sequence). ``fill`` may read the program's current rows from ``attributions``.
-    Runs in the caller's transaction; returns the name of the program's new partition.
-    ``timer(step, seconds)`` hears how long each of its own steps took."""
+    ``table``, a table from :func:`new_table`: made here, or given (already holding rows).
+    ``fill`` may read the program's current rows from ``attributions``. Runs in the caller's
+    transaction; returns the name of the program's new partition. ``timer(step, seconds)``
+    hears how long each of its own steps took."""
     literal = _literal(program_id)
 
     def timed(step: str, sql: str, params: dict[str, str] | None = None) -> None:
@@ -92,14 +104,9 @@ def rebuild(
     timed("lock attributions", f"LOCK TABLE {PARENT} IN SHARE ROW EXCLUSIVE MODE")
     # Sorts for the index builds, in memory (this transaction only).
     session.execute(sa.text(f"SET LOCAL maintenance_work_mem = '{MAINTENANCE_WORK_MEM}'"))
-    table = f"{PARENT}_{program_id.lower()}_{secrets.token_hex(3)}"
-    # The CHECK is what lets ATTACH skip scanning the new table for rows of other programs.
-    session.execute(
-        sa.text(
-            f'CREATE TABLE "{table}" (LIKE {PARENT} INCLUDING DEFAULTS,'
-            f' CONSTRAINT "{table}_program" CHECK (program_id = {literal}))'
-        )
-    )
+    if table is None:
+        table, create = new_table(program_id)
+        session.execute(sa.text(create))
     fill(table)
     old = partition_of(session, program_id)
     if old is None:  # the rows are in the default partition, among other programs'

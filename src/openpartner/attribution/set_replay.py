@@ -41,6 +41,7 @@ from sqlalchemy.orm import Session
 from openpartner.attribution import partitions
 from openpartner.attribution.engine import CLOCK_SKEW_GRACE, ENGINE_VERSION
 from openpartner.attribution.models import ModelSpec
+from openpartner.attribution.two_backends import TwoBackends
 from openpartner.core.ids import bulk_id_prefix, new_id
 from openpartner.core.time import utc_now
 from openpartner.db.base import UTCDateTime
@@ -230,10 +231,11 @@ def _eligible_touches_sql(d: _Dialect, scope: str) -> str:
     """
 
 
-def _rows_statements(d: _Dialect, model: str) -> list[str]:
-    """The statements making ``replay_rows`` from ``replay_touches``: (event, partner, touch,
-    kind, weight, amount; ``credit``, the partner's amount in the event, on one row per
-    partner; and ``ord``, the order to write in)."""
+def rows_select(d: _Dialect, model: str, touches: str = "replay_touches") -> str:
+    """The SELECT making ``replay_rows`` from ``touches`` (a table, or a subquery in
+    parentheses, of ``replay_touches``' columns): (event, partner, touch, kind, weight, amount;
+    ``credit``, the partner's amount in the event, on one row per partner; and ``ord``, the
+    order to write in)."""
     order = "at, seq, touch_id"
     if model in ("last_click", "first_click"):
         direction = " DESC" if model == "last_click" else ""
@@ -241,21 +243,19 @@ def _rows_statements(d: _Dialect, model: str) -> list[str]:
         # PostgreSQL: DISTINCT ON picks the touch in one sort, whose order (by event) the
         # numbering then reuses; SQLite has no DISTINCT ON: a ranking window.
         picked = (
-            f"""SELECT DISTINCT ON (event_seq) t.* FROM replay_touches t
+            f"""SELECT DISTINCT ON (event_seq) t.* FROM {touches} t
                 ORDER BY event_seq, {desc_order}"""
             if d.pg
             else f"""SELECT * FROM (
                   SELECT t.*, row_number() OVER (PARTITION BY event_seq ORDER BY {desc_order})
                          AS pick
-                  FROM replay_touches t
+                  FROM {touches} t
                 ) ranked WHERE pick = 1"""
         )
-        return [
-            f"""CREATE TEMPORARY TABLE replay_rows AS
-            SELECT event_id, event_seq, currency, partner_id, touch_id, kind, '1/1' AS weight,
-                   amount, amount AS credit, row_number() OVER (ORDER BY event_seq) AS ord
+        return f"""SELECT event_id, event_seq, currency, partner_id, touch_id, kind,
+                   '1/1' AS weight, amount, amount AS credit,
+                   row_number() OVER (ORDER BY event_seq) AS ord
             FROM ({picked}) picked"""
-        ]
     # linear: a partner with k of the n touches weighs k/n; partner_equal: each of the p
     # partners weighs 1/p. Over one denominator: numerator num, denominator den.
     num, den = ("k", "n") if model == "linear" else ("1", "partners")
@@ -274,9 +274,7 @@ def _rows_statements(d: _Dialect, model: str) -> list[str]:
         if model == "partner_equal"
         else ""
     )
-    return [
-        f"""CREATE TEMPORARY TABLE replay_rows AS
-        SELECT event_id, event_seq, currency, partner_id, touch_id, kind,
+    return f"""SELECT event_id, event_seq, currency, partner_id, touch_id, kind,
                {touch_weight} AS weight,
                (CASE WHEN amount < 0 THEN -1 ELSE 1 END) * (
                  share / k
@@ -309,7 +307,7 @@ def _rows_statements(d: _Dialect, model: str) -> list[str]:
                          min(pos) OVER (PARTITION BY event_seq, partner_id) AS first_pos{partners}
                   FROM (
                     SELECT t.*, row_number() OVER w AS pos, count(*) OVER w AS n
-                    FROM replay_touches t
+                    FROM {touches} t
                     WINDOW w AS (PARTITION BY event_seq ORDER BY {order}
                                  ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)
                   ) t
@@ -321,7 +319,6 @@ def _rows_statements(d: _Dialect, model: str) -> list[str]:
                          ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)
           ) r
         ) shared"""
-    ]
 
 
 def replay_set_based(
@@ -367,14 +364,25 @@ def replay_set_based(
             run(f"SET LOCAL temp_buffers = '{WORK_MEM}'")
     else:
         _register_sqlite_ids(session)
-    for table in TEMPORARY_TABLES:
-        run(f"DROP TABLE IF EXISTS {table}")
-    run("CREATE TEMPORARY TABLE replay_touches AS " + _eligible_touches_sql(d, scope))
-    run("ANALYZE replay_touches")  # temporary tables are never analysed automatically
-    for statement in _rows_statements(d, spec.name):
-        run(statement)
-    run("ANALYZE replay_rows")
+    _drop_temporaries(run, d)
     events = int(run(f"SELECT count(*) FROM events e WHERE {scope}").scalar_one())
+    helpers = TwoBackends.for_replay(session, program_id, events, WORK_MEM) if d.pg else None
+    if helpers is not None:  # a large replay: two more backends derive the rows
+        helpers.sweep(session)
+        started = time.perf_counter()
+        helpers.derive_rows(
+            _eligible_touches_sql(d, scope),
+            lambda touches: rows_select(d, spec.name, touches),
+            params,
+        )
+        if steps is not None:
+            steps.add("touches, then rows (2 backends)", time.perf_counter() - started)
+        run(helpers.rows_view(session), name="create replay_rows (view)")
+    else:
+        run("CREATE TEMPORARY TABLE replay_touches AS " + _eligible_touches_sql(d, scope))
+        run("ANALYZE replay_touches")  # temporary tables are never analysed automatically
+        run("CREATE TEMPORARY TABLE replay_rows AS " + rows_select(d, spec.name))
+        run("ANALYZE replay_rows")
     _compare(run, d, scope)
     for row in run(
         """SELECT partner_id, currency, sum(coalesce(current, 0)), sum(coalesce(replayed, 0))
@@ -388,10 +396,25 @@ def replay_set_based(
         else []
     )
     if not dry_run:
-        _write(session, d, config_id, params, steps)
-    for table in TEMPORARY_TABLES:
-        run(f"DROP TABLE IF EXISTS {table}")
+        _write(session, d, config_id, params, steps, helpers)
+    _drop_temporaries(run, d)
+    for table in helpers.scratch_tables() if helpers else []:
+        run(f"DROP TABLE {table}", name="drop scratch tables")
     return events, changed, changed_ids
+
+
+def _drop_temporaries(run: Callable[..., Any], d: _Dialect) -> None:
+    """Drop this session's replay tables (and the view ``replay_rows`` is with two backends)."""
+    views: set[str] = set()
+    if d.pg:
+        views.update(
+            run(
+                """SELECT relname FROM pg_class
+                WHERE relnamespace = pg_my_temp_schema() AND relkind = 'v'"""
+            ).scalars()
+        )
+    for table in TEMPORARY_TABLES:
+        run(f"DROP {'VIEW' if table in views else 'TABLE'} IF EXISTS {table}")
 
 
 def _compare(run: Callable[[str], Any], d: _Dialect, scope: str) -> None:
@@ -440,6 +463,7 @@ def _write(
     config_id: str | None,
     params: dict[str, Any],
     steps: Steps | None,
+    helpers: TwoBackends | None,
 ) -> None:
     """Replace the stored rows of the events whose rows differ from ``replay_rows``."""
     run = _runner(session, params, steps)
@@ -476,6 +500,18 @@ def _write(
     run("ANALYZE replay_rewrite")
     if _rebuilds(session, run):
         # Most of the program changes: its rows go into a table of their own, swapped in whole.
+        built = None
+        if helpers is not None and params["every_event"]:
+            # Every new row goes in: each helper writes its half, at once.
+            started = time.perf_counter()
+            built = helpers.build_partition(
+                lambda connection, table, half: _insert_rows(
+                    connection.execute, d, table, half, params, None
+                )
+            )
+            if steps is not None:
+                steps.add("insert attributions (2 backends)", time.perf_counter() - started)
+
         def fill(table: str) -> None:
             run(
                 f"""INSERT INTO "{table}" SELECT a.* FROM attributions a
@@ -483,12 +519,14 @@ def _write(
                   AND NOT EXISTS (SELECT 1 FROM replay_rewrite w WHERE w.event_id = a.event_id)""",
                 name="insert kept rows",
             )
-            _insert_rows(session, d, table, params, steps)
+            if built is None:
+                _insert_rows(session.execute, d, table, "replay_rows", params, steps)
 
-        partitions.rebuild(session, params["program"], fill, steps.add if steps else None)
+        timer = steps.add if steps else None
+        partitions.rebuild(session, params["program"], fill, timer, table=built)
     else:
         run("DELETE FROM attributions WHERE event_id IN (SELECT event_id FROM replay_rewrite)")
-        _insert_rows(session, d, "attributions", params, steps)
+        _insert_rows(session.execute, d, "attributions", "replay_rows", params, steps)
 
 
 REBUILD_MIN_EVENTS = 10_000
@@ -507,12 +545,17 @@ def _rebuilds(session: Session, run: Callable[..., Any]) -> bool:
 
 
 def _insert_rows(
-    session: Session, d: _Dialect, table: str, params: dict[str, Any], steps: Steps | None
+    execute: Callable[..., Any],
+    d: _Dialect,
+    table: str,
+    source: str,
+    params: dict[str, Any],
+    steps: Steps | None,
 ) -> None:
-    """The new rows of the events in ``replay_rewrite``, from ``replay_rows``, into ``table``."""
-    last = int(
-        session.execute(sa.text("SELECT coalesce(max(ord), 0) FROM replay_rows")).scalar_one()
-    )
+    """The new rows of the events in ``replay_rewrite`` (of every event, when
+    ``params["every_event"]``), from ``source`` (``replay_rows`` or one half of it), into
+    ``table``, through ``execute`` (a session's or a connection's)."""
+    last = int(execute(sa.text(f"SELECT coalesce(max(ord), 0) FROM {source}")).scalar_one())
     rewritten = (
         "" if params["every_event"] else "AND x.event_id IN (SELECT event_id FROM replay_rewrite)"
     )
@@ -521,7 +564,7 @@ def _insert_rows(
         now = sa.bindparam("now", utc_now(), type_=UTCDateTime())
         started = time.perf_counter()
         randoms = random_characters(min(batch, last - after)) if d.pg else b""
-        session.execute(
+        execute(
             sa.text(
                 f"""INSERT INTO "{table}" (id, program_id, event_id, partner_id, touch_id,
                     touch_kind, weight, amount, credit, currency, model, params, config_version,
@@ -530,7 +573,7 @@ def _insert_rows(
                        r.partner_id, r.touch_id, r.kind, r.weight, r.amount, r.credit, r.currency,
                        :model,
                        {d.json_params}, :config, :engine, :now
-                FROM (SELECT x.* FROM replay_rows x
+                FROM (SELECT x.* FROM {source} x
                       WHERE x.ord > :after AND x.ord <= :after + :batch
                         {rewritten}
                       -- sorted before the ids are made: SQLite makes them one call per row
