@@ -388,6 +388,17 @@ def test_a_large_replay_runs_in_two_backends(monkeypatch: pytest.MonkeyPatch) ->
                 assert stored_rows(session, program_id) == expected
                 assert ("touches, then rows (2 backends)" in report.steps) == pg
                 assert ("insert attributions (2 backends)" in report.steps) == pg
+                assert ("build indexes (2 backends)" in report.steps) == pg
+            if pg:  # the helpers' indexes became the partition's, one per index of the parent
+                partition = partitions.partition_of(session, program_id)
+                attached = session.execute(
+                    sa.text(
+                        """SELECT count(*) FROM pg_index i JOIN pg_inherits h
+                        ON h.inhrelid = i.indexrelid WHERE i.indrelid = to_regclass(:p)"""
+                    ),
+                    {"p": f'"{partition}"'},
+                ).scalar_one()
+                assert attached == 4
             # Same rules, one partner's clicks flagged since: only some events change, and the
             # replay's own connection writes them, reading both halves through the view.
             before = stored_rows(session, program_id)

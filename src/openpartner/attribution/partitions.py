@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from openpartner.events.bulk import is_postgresql
@@ -81,6 +82,32 @@ def new_table(program_id: str) -> tuple[str, str]:
     )
 
 
+def index_statements(connection: Connection, table: str) -> tuple[list[str], str]:
+    """The statements building on ``table`` each index of ``attributions`` (each may run in a
+    connection of its own, at the same time: CREATE INDEX takes a SHARE lock), then the one
+    making its unique indexes the constraints the parent has, so that ATTACH finds them all and
+    builds nothing."""
+    creates, constraints = [], []
+    for n, (definition, kind) in enumerate(
+        connection.execute(
+            sa.text(
+                """SELECT pg_get_indexdef(i.indexrelid), c.contype FROM pg_index i
+                LEFT JOIN pg_constraint c ON c.conindid = i.indexrelid AND c.conrelid = i.indrelid
+                WHERE i.indrelid = to_regclass(:parent) ORDER BY i.indexrelid"""
+            ),
+            {"parent": PARENT},
+        )
+    ):
+        name = f"{table}_{n}"
+        unique = "UNIQUE " if definition.startswith("CREATE UNIQUE ") else ""
+        method_and_columns = definition.split(" USING ", 1)[1]  # "btree (program_id, seq)"
+        creates.append(f'CREATE {unique}INDEX "{name}" ON "{table}" USING {method_and_columns}')
+        if kind in ("p", "u"):
+            constraint = "PRIMARY KEY" if kind == "p" else "UNIQUE"
+            constraints.append(f'ADD {constraint} USING INDEX "{name}"')
+    return creates, f'ALTER TABLE "{table}" ' + ", ".join(constraints)
+
+
 def rebuild(
     session: Session,
     program_id: str,
@@ -120,7 +147,7 @@ def rebuild(
         session.execute(sa.text(f'DROP TABLE "{old}"'))
     # Attaching builds each of the parent's indexes on the new table, by sorting it.
     timed(
-        "attach partition (index builds)",
+        "attach partition (builds the indexes it lacks)",
         f'ALTER TABLE {PARENT} ATTACH PARTITION "{table}" FOR VALUES IN ({literal})',
     )
     timed("analyze partition", f'ANALYZE "{table}"')

@@ -502,15 +502,13 @@ def _write(
         # Most of the program changes: its rows go into a table of their own, swapped in whole.
         built = None
         if helpers is not None and params["every_event"]:
-            # Every new row goes in: each helper writes its half, at once.
-            started = time.perf_counter()
+            # Every new row goes in: each helper writes its half, at once, then indexes it.
             built = helpers.build_partition(
                 lambda connection, table, half: _insert_rows(
                     connection.execute, d, table, half, params, None
-                )
+                ),
+                steps.add if steps else None,
             )
-            if steps is not None:
-                steps.add("insert attributions (2 backends)", time.perf_counter() - started)
 
         def fill(table: str) -> None:
             run(
