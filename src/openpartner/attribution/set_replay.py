@@ -365,7 +365,9 @@ def replay_set_based(
     else:
         _register_sqlite_ids(session)
     _drop_temporaries(run, d)
+    params.update(id_pairs=ID_PAIRS, id_alphabet=_ALPHABET.encode())
     events = int(run(f"SELECT count(*) FROM events e WHERE {scope}").scalar_one())
+    pending: Callable[[], str] | None = None
     helpers = TwoBackends.for_replay(session, program_id, events, WORK_MEM) if d.pg else None
     if helpers is not None:  # a large replay: two more backends derive the rows
         helpers.sweep(session)
@@ -378,6 +380,15 @@ def replay_set_based(
         if steps is not None:
             steps.add("touches, then rows (2 backends)", time.perf_counter() - started)
         run(helpers.rows_view(session), name="create replay_rows (view)")
+        if not dry_run and _rewrites_everything(run, d, scope, events):
+            # Known before comparing: the helpers write the new partition meanwhile.
+            rows = {**params, "config": config_id, "every_event": True}
+            pending = helpers.start_partition(
+                lambda connection, table, half: _insert_rows(
+                    connection.execute, d, table, half, rows, None
+                ),
+                steps.add if steps else None,
+            )
     else:
         run("CREATE TEMPORARY TABLE replay_touches AS " + _eligible_touches_sql(d, scope))
         run("ANALYZE replay_touches")  # temporary tables are never analysed automatically
@@ -396,7 +407,7 @@ def replay_set_based(
         else []
     )
     if not dry_run:
-        _write(session, d, config_id, params, steps, helpers)
+        _write(session, d, config_id, params, steps, helpers, pending)
     _drop_temporaries(run, d)
     for table in helpers.scratch_tables() if helpers else []:
         run(f"DROP TABLE {table}", name="drop scratch tables")
@@ -464,10 +475,12 @@ def _write(
     params: dict[str, Any],
     steps: Steps | None,
     helpers: TwoBackends | None,
+    pending: Callable[[], str] | None,
 ) -> None:
-    """Replace the stored rows of the events whose rows differ from ``replay_rows``."""
+    """Replace the stored rows of the events whose rows differ from ``replay_rows``; with
+    ``pending`` (the helpers already writing the program's new partition), swap that in."""
     run = _runner(session, params, steps)
-    params.update(config=config_id, id_pairs=ID_PAIRS, id_alphabet=_ALPHABET.encode())
+    params["config"] = config_id
     # Rewritten: the events whose per-partner amounts moved, and those with a row under other
     # rules (after a change of model, every event: nothing more to compare).
     run(
@@ -498,10 +511,10 @@ def _write(
                OR o.weight <> r.weight OR o.amount <> r.amount"""
         )
     run("ANALYZE replay_rewrite")
-    if _rebuilds(session, run):
+    if pending is not None or _rebuilds(session, run):
         # Most of the program changes: its rows go into a table of their own, swapped in whole.
-        built = None
-        if helpers is not None and params["every_event"]:
+        built = pending() if pending is not None else None
+        if built is None and helpers is not None and params["every_event"]:
             # Every new row goes in: each helper writes its half, at once, then indexes it.
             built = helpers.build_partition(
                 lambda connection, table, half: _insert_rows(
@@ -532,6 +545,25 @@ REBUILD_SHARE = 0.2
 """A replay rebuilds the program's partition (PostgreSQL) when it rewrites at least this many
 events and this share of the program's events: below that, deleting and inserting the rows
 that changed costs less than writing every row of the program again."""
+
+
+def _rewrites_everything(run: Callable[..., Any], d: _Dialect, scope: str, events: int) -> bool:
+    """Whether, before comparing, this replay is known to rewrite every event in scope by
+    rebuilding the program's partition: no stored row in scope is under the rules replayed (so
+    every event with rows is rewritten), and the events are enough for a rebuild."""
+    if events < REBUILD_MIN_EVENTS:
+        return False
+    total = int(run("SELECT count(*) FROM events WHERE program_id = :program").scalar_one())
+    if events < REBUILD_SHARE * total:
+        return False
+    return not run(
+        f"""SELECT EXISTS (
+          SELECT 1 FROM attributions a JOIN events e ON e.id = a.event_id
+          WHERE a.program_id = :program AND a.credit IS NOT NULL AND {scope}
+            AND a.model = :model AND a.engine_version = :engine
+            AND a.params = {d.json_params})""",
+        name="select rows under these rules",
+    ).scalar_one()
 
 
 def _rebuilds(session: Session, run: Callable[..., Any]) -> bool:

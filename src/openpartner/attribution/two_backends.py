@@ -158,6 +158,33 @@ class TwoBackends:
             timer("build indexes (2 backends)", time.perf_counter() - started)
         return table
 
+    def start_partition(
+        self,
+        insert_half: Callable[[Connection, str, str], None],
+        timer: Callable[[str, float], None] | None = None,
+    ) -> Callable[[], str]:
+        """:meth:`build_partition` in the background, while the replay's own connection goes
+        on; the function returned waits for it and gives the table's name (or raises)."""
+        built: list[str] = []
+        errors: list[BaseException] = []
+
+        def build() -> None:
+            try:
+                built.append(self.build_partition(insert_half, timer))
+            except BaseException as error:  # re-raised by wait()
+                errors.append(error)
+
+        thread = threading.Thread(target=build)
+        thread.start()
+
+        def wait() -> str:
+            thread.join()
+            if errors:
+                raise errors[0]
+            return built[0]
+
+        return wait
+
     def scratch_tables(self) -> list[str]:
         return [self.touches, *self.halves]
 
