@@ -28,6 +28,7 @@ from typing import Any, Final
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session
+from sqlalchemy.pool import NullPool
 
 from openpartner.attribution import partitions
 
@@ -57,8 +58,10 @@ class TwoBackends:
         if events < PARALLEL_MIN_EVENTS or not partitions.is_partitioned(session):
             return None
         bind = session.get_bind()
-        engine = bind.engine if isinstance(bind, Connection) else bind
-        return cls(engine, program_id, work_mem)
+        url = (bind.engine if isinstance(bind, Connection) else bind).url
+        # Connections of their own, opened for the replay and closed after it: never taken
+        # from the application's pool, whose size matches its threads (``api/app.py``).
+        return cls(sa.create_engine(url, poolclass=NullPool), program_id, work_mem)
 
     def sweep(self, session: Session) -> None:
         """Drop what an earlier replay of this program that failed left behind: its scratch
