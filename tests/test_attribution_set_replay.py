@@ -428,3 +428,56 @@ def test_a_large_replay_runs_in_two_backends(monkeypatch: pytest.MonkeyPatch) ->
     finally:
         engine.dispose()
         drop()  # type: ignore[operator]
+
+
+def test_a_failed_large_replay_changes_nothing_and_is_cleaned_up_after(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A replay that fails half way (here: a statement of the rows fails) leaves the stored
+    rows as they were; on PostgreSQL its committed scratch tables stay until the next large
+    replay of the program, which removes them."""
+    url, drop = create_test_database()
+    engine = create_engine(url)
+    monkeypatch.setattr(two_backends, "PARALLEL_MIN_EVENTS", 1)
+    monkeypatch.setattr(set_replay, "REBUILD_MIN_EVENTS", 1)
+    touches = [
+        TouchSpec("direct", n % 3, 0, -timedelta(hours=n + 1), False, False) for n in range(9)
+    ]
+    sales = [
+        (0, 1_000, "USD", timedelta(0), False, False),
+        (0, 7, "JPY", timedelta(0), False, False),
+    ]
+
+    def scratch(session: Session) -> list[str]:
+        if not partitions.is_partitioned(session):
+            return []
+        names = "SELECT relname FROM pg_class WHERE relname LIKE 'replay\\_scratch%'"
+        return list(session.execute(sa.text(names)).scalars())
+
+    try:
+        upgrade(engine)
+        with Session(engine) as session:
+            program_id = build(session, touches, sales)
+            session.commit()
+            replay(session, program_id, model="linear", dry_run=False)
+            session.commit()
+            before = stored_rows(session, program_id)
+            rows_select = set_replay.rows_select
+            monkeypatch.setattr(
+                set_replay, "rows_select", lambda *a: rows_select(*a) + " WHERE no_such_column"
+            )
+            with pytest.raises(sa.exc.DBAPIError):  # no such column
+                replay(session, program_id, model="first_click", dry_run=False)
+            session.rollback()
+            assert stored_rows(session, program_id) == before
+            left = scratch(session)
+            assert len(left) == (1 if partitions.is_partitioned(session) else 0)  # the touches
+            monkeypatch.setattr(set_replay, "rows_select", rows_select)
+            expected = engine_rows(session, program_id, "first_click")
+            replay(session, program_id, model="first_click", dry_run=False)
+            session.commit()
+            assert stored_rows(session, program_id) == expected
+            assert scratch(session) == []
+    finally:
+        engine.dispose()
+        drop()  # type: ignore[operator]
