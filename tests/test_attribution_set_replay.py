@@ -19,7 +19,7 @@ from hypothesis import settings as settings_
 from hypothesis import strategies as st
 from sqlalchemy.orm import Session
 
-from openpartner.attribution import partitions, set_replay, two_backends
+from openpartner.attribution import partitions, replay_sql, set_replay, two_backends
 from openpartner.attribution.engine import CLOCK_SKEW_GRACE
 from openpartner.attribution.engine import attribute as engine_attribute
 from openpartner.attribution.inputs import Conversion as EngineConversion
@@ -462,7 +462,7 @@ def test_a_failed_large_replay_changes_nothing_and_is_cleaned_up_after(
             replay(session, program_id, model="linear", dry_run=False)
             session.commit()
             before = stored_rows(session, program_id)
-            rows_select = set_replay.rows_select
+            rows_select = replay_sql.rows_select
             monkeypatch.setattr(
                 set_replay, "rows_select", lambda *a: rows_select(*a) + " WHERE no_such_column"
             )
