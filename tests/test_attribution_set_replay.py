@@ -401,6 +401,24 @@ def test_a_large_replay_runs_in_two_backends(monkeypatch: pytest.MonkeyPatch) ->
                     {"p": f'"{partition}"'},
                 ).scalar_one()
                 assert attached == 4
+            # From a time on only: the events before keep their rows, copied into the new
+            # partition under the lock; those after are the engine's under the new model.
+            since = T0 - timedelta(hours=2, minutes=30)
+            before = stored_rows(session, program_id)
+            expected = engine_rows(session, program_id, "linear")
+            at = {e: t for e, t in session.execute(sa.select(Event.id, Event.occurred_at))}
+            report = replay(session, program_id, model="linear", since=since, dry_run=False)
+            session.commit()
+            assert report.events == sum(1 for e in expected if at[e] >= since) < len(expected)
+            assert stored_rows(session, program_id) == {
+                e: expected[e] if at[e] >= since else before[e] for e in expected
+            }
+            assert ("insert attributions (2 backends)" in report.steps) == pg
+            session.execute(
+                sa.delete(AttributionConfig).where(AttributionConfig.reason == "replay")
+            )
+            replay(session, program_id, model="first_click", dry_run=False)  # all of it again
+            session.commit()
             # Same rules, one partner's clicks flagged since: only some events change, and the
             # replay's own connection writes them, reading both halves through the view.
             before = stored_rows(session, program_id)
