@@ -414,9 +414,6 @@ def test_a_large_replay_runs_in_two_backends(monkeypatch: pytest.MonkeyPatch) ->
                 e: expected[e] if at[e] >= since else before[e] for e in expected
             }
             assert ("insert attributions (2 backends)" in report.steps) == pg
-            session.execute(
-                sa.delete(AttributionConfig).where(AttributionConfig.reason == "replay")
-            )
             replay(session, program_id, model="first_click", dry_run=False)  # all of it again
             session.commit()
             # Same rules, one partner's clicks flagged since: only some events change, and the
