@@ -188,14 +188,16 @@ def _compare(run: Callable[[str], Any], d: Dialect, scope: str) -> None:
     """``replay_changed``: per (event, partner), the stored amount and the replayed one, and
     whether every stored row is under the rules replayed (model, parameters, engine version).
     ``replay_verdict``: per event, whether its per-partner amounts moved, and that flag."""
-    replayed = """SELECT event_id, partner_id, currency, credit AS amount
-        FROM replay_rows WHERE credit IS NOT NULL"""
+    replayed = """(SELECT event_id, partner_id, currency, credit AS amount
+        FROM replay_rows WHERE credit IS NOT NULL)"""
     if not d.pg:
         # SQLite runs the full join below as a loop over the stored amounts, probing an index
-        # of the replayed ones; PostgreSQL hashes them straight from replay_rows.
-        run(f"CREATE TEMPORARY TABLE replay_replayed AS {replayed}")
+        # of the replayed ones; PostgreSQL hashes them straight from replay_rows. The table
+        # itself, not a subquery of it: SQLite would materialise that without the index and
+        # scan all of it for every stored amount.
+        run(f"CREATE TEMPORARY TABLE replay_replayed AS {replayed[1:-1]}")
         run("CREATE INDEX replay_replayed_key ON replay_replayed (event_id, partner_id)")
-        replayed = "SELECT * FROM replay_replayed"
+        replayed = "replay_replayed"
     run(
         f"""CREATE TEMPORARY TABLE replay_changed AS
         SELECT coalesce(o.event_id, r.event_id) AS event_id,
@@ -211,7 +213,7 @@ def _compare(run: Callable[[str], Any], d: Dialect, scope: str) -> None:
               -- PostgreSQL's parallel workers out of this scan.
               FROM attributions a JOIN events e ON e.id = a.event_id
               WHERE a.program_id = :program AND a.credit IS NOT NULL AND {scope}) o
-        FULL JOIN ({replayed}) r
+        FULL JOIN {replayed} r
           ON r.event_id = o.event_id AND r.partner_id = o.partner_id"""
     )
     run(
