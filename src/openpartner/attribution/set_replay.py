@@ -171,7 +171,7 @@ def replay_set_based(
 
 
 def _drop_temporaries(run: Callable[..., Any], d: Dialect) -> None:
-    """Drop this session's replay tables (and the view ``replay_rows`` is with two backends)."""
+    """Drop this session's replay tables (``replay_rows`` is a view with two backends)."""
     views: set[str] = set()
     if d.pg:
         views.update(
@@ -308,28 +308,33 @@ that changed costs less than writing every row of the program again."""
 def _rewrites_everything(run: Callable[..., Any], d: Dialect, scope: str, events: int) -> bool:
     """Whether, before comparing, this replay is known to rewrite every event in scope by
     rebuilding the program's partition: no stored row in scope is under the rules replayed (so
-    every event with rows is rewritten), and the events are enough for a rebuild."""
-    if events < REBUILD_MIN_EVENTS:
-        return False
-    total = int(run("SELECT count(*) FROM events WHERE program_id = :program").scalar_one())
-    if events < REBUILD_SHARE * total:
-        return False
-    return not run(
-        f"""SELECT EXISTS (
+    every event with rows is rewritten), and the events are enough for a rebuild. Called with
+    the helpers only, so ``attributions`` is partitioned."""
+    return (
+        _worth_rebuilding(run, events)
+        and not run(
+            f"""SELECT EXISTS (
           SELECT 1 FROM attributions a JOIN events e ON e.id = a.event_id
           WHERE a.program_id = :program AND a.credit IS NOT NULL AND {scope}
             AND a.model = :model AND a.engine_version = :engine
             AND a.params = {d.json_params})""",
-        name="select rows under these rules",
-    ).scalar_one()
+            name="select rows under these rules",
+        ).scalar_one()
+    )
 
 
 def _rebuilds(session: Session, run: Callable[..., Any]) -> bool:
+    """Whether the events in ``replay_rewrite`` are worth a rebuild, where there are partitions."""
     rewrite = int(run("SELECT count(*) FROM replay_rewrite").scalar_one())
-    if rewrite < REBUILD_MIN_EVENTS or not partitions.is_partitioned(session):
+    return _worth_rebuilding(run, rewrite) and partitions.is_partitioned(session)
+
+
+def _worth_rebuilding(run: Callable[..., Any], rewritten: int) -> bool:
+    """``REBUILD_MIN_EVENTS`` and ``REBUILD_SHARE`` of the program's events, or more."""
+    if rewritten < REBUILD_MIN_EVENTS:
         return False
     total = int(run("SELECT count(*) FROM events WHERE program_id = :program").scalar_one())
-    return rewrite >= REBUILD_SHARE * total
+    return rewritten >= REBUILD_SHARE * total
 
 
 def _insert_rows(
