@@ -23,6 +23,7 @@ from openpartner.coupons.api import router as coupons_router
 from openpartner.db.session import session_factory
 from openpartner.deals.api import router as deals_router
 from openpartner.events.api import router as events_router
+from openpartner.events.group_commit import GroupCommitter
 from openpartner.identity.api import router as identity_router
 from openpartner.integrations.stripe.webhook import router as stripe_router
 from openpartner.links.api import router as links_router
@@ -61,6 +62,7 @@ def create_app(
     )
     app.state.settings = settings
     app.state.sessionmaker = sessions or session_factory()
+    app.state.events_committer = GroupCommitter(app.state.sessionmaker, settings)
     errors.install(app)
     for router in (
         programs_router,

@@ -10,6 +10,7 @@ from openpartner.api.pagination import Page, paginate
 from openpartner.api.responses import FastJSONResponse
 from openpartner.core.errors import NotFound
 from openpartner.events import batch, service
+from openpartner.events.group_commit import GroupCommitter
 from openpartner.events.models import Event
 from openpartner.events.schemas import BatchIn, BatchOut, EventIn, EventOut
 from openpartner.programs.models import Program
@@ -22,20 +23,15 @@ router = APIRouter(prefix="/v1/events", tags=["events"])
 async def create_event(
     body: EventIn,
     request: Request,
-    session: DbSession,
     principal: EventsWrite,
     idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
 ) -> FastJSONResponse:
     """Record one event. A retry with the same key returns the first response
     (``Idempotent-Replayed: true``); the same key with another body is a 409."""
-
-    def ingest() -> service.Ingested:
-        program = program_for(session, principal, body.program_id)
-        key = service.idempotency_key(body, idempotency_key)
-        return service.ingest(session, program, body, key, request.app.state.settings)
-
-    # The hot path: ingest and commit in one trip to the thread pool.
-    done = await run_committed(session, ingest)
+    key = service.idempotency_key(body, idempotency_key)
+    # The hot path: committed together with the events of concurrent requests (group_commit).
+    committer: GroupCommitter = request.app.state.events_committer
+    done = await committer.ingest(principal, body, key)
     headers = {"Idempotent-Replayed": "true"} if done.replayed else {}
     return FastJSONResponse(done.response, status_code=201, headers=headers)
 

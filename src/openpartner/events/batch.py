@@ -10,7 +10,7 @@ own at its place in the order.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
@@ -32,16 +32,8 @@ def ingest_batch(
     settings: Settings,
 ) -> dict[str, Any]:
     results: list[dict[str, Any] | None] = [None] * len(items)
-    run: list[tuple[int, service.Pending]] = []
-
-    def flush_run() -> None:
-        if not run:
-            return
-        outcomes = service.ingest_many(session, [p for _, p in run], settings)
-        for (index, _), outcome in zip(run, outcomes, strict=True):
-            results[index] = _result(index, outcome)
-        run.clear()
-
+    pending: list[service.Pending] = []
+    positions: list[int] = []
     for index, raw in enumerate(items):
         try:
             body = _EVENT_IN.validate_python(raw)
@@ -62,16 +54,11 @@ def ingest_batch(
         except OpenPartnerError as exc:
             results[index] = _result(index, exc)
             continue
-        if not service.needs_lookups(body):
-            run.append((index, service.Pending(program, body, key)))
-            continue
-        # It may refund a sale an earlier item made: store everything before it first.
-        flush_run()
-        try:
-            results[index] = _result(index, service.ingest(session, program, body, key, settings))
-        except OpenPartnerError as exc:
-            results[index] = _result(index, exc)
-    flush_run()
+        pending.append(service.Pending(program, body, key))
+        positions.append(index)
+    # Items rejected before this point write nothing, so they do not change the others' order.
+    for index, outcome in zip(positions, ingest_in_order(session, pending, settings), strict=True):
+        results[index] = _result(index, outcome)
     done = [r for r in results if r is not None]
     counts = {"accepted": 0, "duplicate": 0, "rejected": 0}
     for r in done:
@@ -82,6 +69,35 @@ def ingest_batch(
         "rejected": counts["rejected"],
         "results": done,
     }
+
+
+def ingest_in_order(
+    session: Session, items: Sequence[service.Pending], settings: Settings
+) -> list[service.Ingested | OpenPartnerError]:
+    """Ingest ``items`` in order, each answered exactly as if it had been sent alone after the
+    ones before it; a client error is that item's answer and writes nothing of it."""
+    outcomes: list[service.Ingested | OpenPartnerError | None] = [None] * len(items)
+    run: list[int] = []
+
+    def flush_run() -> None:
+        if run:
+            done = service.ingest_many(session, [items[i] for i in run], settings)
+            for i, outcome in zip(run, done, strict=True):
+                outcomes[i] = outcome
+            run.clear()
+
+    for i, item in enumerate(items):
+        if not service.needs_lookups(item.body):
+            run.append(i)
+            continue
+        # It may refund a sale an earlier item made: store everything before it first.
+        flush_run()
+        try:
+            outcomes[i] = service.ingest(session, item.program, item.body, item.key, settings)
+        except OpenPartnerError as exc:
+            outcomes[i] = exc
+    flush_run()
+    return [o for o in outcomes if o is not None]
 
 
 def _result(index: int, outcome: service.Ingested | OpenPartnerError) -> dict[str, Any]:
