@@ -76,10 +76,11 @@ def _token_from(request: Request) -> str | None:
     return request.headers.get("x-api-key") or None
 
 
-async def get_principal(request: Request, session: DbSession) -> Principal:
+async def get_principal(request: Request) -> Principal:
     admin = request.app.state.settings.admin_api_key
     token, admin_token = _token_from(request), admin.get_secret_value() if admin else None
-    # A key seen in the last few seconds needs no query (see accounts.service.KEY_CACHE_TTL).
+    # A key seen in the last few seconds needs no query (see accounts.service.KEY_CACHE_TTL),
+    # and then no session either: no generator dependency to enter and leave per request.
     principal = known_principal(token, admin_token)
     if principal is None:
 
@@ -87,13 +88,14 @@ async def get_principal(request: Request, session: DbSession) -> Principal:
             # The key is read (and its use recorded) in a transaction of its own, ended in this
             # hop: a request that kept its connection while waiting for the next thread could
             # leave every thread waiting for a connection, and the pool stalled.
-            try:
-                found = authenticate(session, token, admin_token)
-                session.commit()
-            except BaseException:
-                session.rollback()
-                raise
-            return found
+            with request.app.state.sessionmaker() as session:
+                try:
+                    found = authenticate(session, token, admin_token)
+                    session.commit()
+                except BaseException:
+                    session.rollback()
+                    raise
+                return found
 
         principal = await run_in_threadpool(authenticate_and_release)
     return principal
