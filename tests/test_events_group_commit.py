@@ -11,6 +11,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from openpartner.api.app import create_app
@@ -33,6 +34,8 @@ class HeldCommitter(GroupCommitter):
         self.release = threading.Event()
         self.sizes: list[int] = []
         self.fail_on: str | None = None
+        self.failure: Exception = RuntimeError("unforeseen")
+        self.attempts = 0
 
     def _commit(self, group: list[_Waiting]) -> list[Outcome]:
         if not self.sizes:
@@ -41,9 +44,10 @@ class HeldCommitter(GroupCommitter):
         return super()._commit(group)
 
     def _ingest(self, session: Session, group: list[_Waiting]) -> list[Outcome]:
+        self.attempts += 1
         outcomes = super()._ingest(session, group)
         if self.fail_on is not None and any(w.key == self.fail_on for w in group):
-            raise RuntimeError("unforeseen")
+            raise self.failure
         return outcomes
 
 
@@ -183,3 +187,27 @@ def test_an_idle_api_writes_a_request_at_once(
     committer, answers = send_concurrently(settings, sessions, sale(ctx, "only"), [])
     assert committer.sizes == [1]
     assert answers[0].status_code == 201
+
+
+def test_an_unreachable_database_fails_the_group_once_without_retrying_each_event(
+    settings: Settings, sessions: sessionmaker[Session], ctx: dict[str, str], session: Session
+) -> None:
+    # Retrying every event alone against a database that is down would make each request of
+    # the group wait for as many failed attempts as there are events.
+    def database_down(committer: HeldCommitter) -> None:
+        committer.fail_on = "a"
+        committer.failure = OperationalError("INSERT", {}, Exception("connection refused"))
+
+    committer, answers = send_concurrently(
+        settings,
+        sessions,
+        sale(ctx, "first"),
+        [sale(ctx, "a"), sale(ctx, "b"), sale(ctx, "c")],
+        setup=database_down,
+    )
+    assert committer.sizes == [1, 3]
+    assert committer.attempts == 2  # the first group, then the failing group once
+    assert [a.status_code for a in answers] == [201, 503, 503, 503]
+    assert {a.json()["code"] for a in answers[1:]} == {"database_unavailable"}
+    stored = session.scalars(sa.select(Event.external_id)).all()
+    assert stored == ["first"]

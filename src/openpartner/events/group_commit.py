@@ -11,9 +11,10 @@ What a client sees does not change. Each request is answered only after the grou
 2xx still means committed), with exactly the answer it would have had alone: the items are
 ingested in arrival order, as one-by-one ingest would have done. A client error (a rejected
 event, an idempotency conflict) is that item's answer and writes nothing of it; the others go on.
-Anything else that fails a group (a constraint the checks did not foresee, a lost connection)
-rolls it back and each of its items is retried alone in a transaction of its own, so one bad
-request can only fail itself.
+Anything else that fails a group (a constraint the checks did not foresee) rolls it back and
+each of its items is retried alone in a transaction of its own, so one bad request can only fail
+itself. A database that is unreachable fails the whole group at once (each request answers
+``503 database_unavailable``), without one more attempt per event.
 
 There is one committer per API process; its queue lives on the event loop. ``max_groups``
 groups are written at once (each on its own pooled connection and thread), so the database
@@ -26,6 +27,7 @@ import asyncio
 import weakref
 from dataclasses import dataclass, field
 
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
@@ -121,6 +123,11 @@ class GroupCommitter:
                 outcomes = self._ingest(session, group)
                 session.commit()
                 return outcomes
+            except OperationalError as exc:
+                # The database is unreachable or gave up on the transaction: retrying each
+                # event alone would only make every request wait for as many failures.
+                session.rollback()
+                return [exc] * len(group)
             except Exception as exc:
                 session.rollback()
                 if len(group) == 1:
