@@ -64,7 +64,7 @@ def api(host: str | None, port: int | None, workers: int | None) -> None:
 
     settings = get_settings()
     uvicorn.run(
-        "openpartner.api.app:create_app",
+        "openpartner.api.app:served_app",
         factory=True,
         host=host or settings.api_host,
         port=port or settings.api_port,
