@@ -227,15 +227,25 @@ def _stored(
     for item in items:
         keys.setdefault(item.program.id, set()).add(item.key)
     found: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {}
-    postgres = bulk.is_postgresql(session)
-    stmt = sa.select(Event.program_id, Event.external_id, Event.request_hash, Event.response).where(
-        Event.program_id == sa.bindparam("program_id"),
-        bulk.one_of(Event.external_id, "keys", postgres),
-    )
+    if not keys:
+        return found
+    stmt = _STORED[bulk.is_postgresql(session)]
     for program_id, wanted in keys.items():
         for r in session.execute(stmt, {"program_id": program_id, "keys": sorted(wanted)}):
             found[(r.program_id, r.external_id)] = (r.request_hash, r.response)
     return found
+
+
+# Built once per dialect (PostgreSQL matches an array, SQLite an expanding IN).
+_STORED = {
+    postgres: sa.select(
+        Event.program_id, Event.external_id, Event.request_hash, Event.response
+    ).where(
+        Event.program_id == sa.bindparam("program_id"),
+        bulk.one_of(Event.external_id, "keys", postgres),
+    )
+    for postgres in (False, True)
+}
 
 
 def _insert(session: Session, events: Sequence[NewEvent]) -> set[tuple[str, str]]:
