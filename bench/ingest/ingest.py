@@ -396,15 +396,16 @@ class Ledger:
 
 def verify(engine: Engine, program_id: str, prefix: str, ledger: Ledger) -> dict[str, int]:
     with engine.connect() as conn:
-        stored = dict(
-            conn.execute(
+        stored: dict[str, str] = {
+            external_id: event_id
+            for external_id, event_id in conn.execute(
                 sa.text(
                     "SELECT external_id, id FROM events"
                     " WHERE program_id = :p AND external_id LIKE :k"
                 ),
                 {"p": program_id, "k": prefix + "%"},
-            ).all()
-        )
+            ).tuples()
+        }
         multi_attributed = conn.execute(
             sa.text(
                 "SELECT count(*) FROM (SELECT a.event_id FROM attributions a"
