@@ -20,12 +20,14 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from openpartner.attribution.configs import BEGINNING, AttributionConfig, Rules, record_config
+from openpartner.attribution.late_changes import ReplayGuard
 from openpartner.attribution.models import parse_model
 from openpartner.attribution.records import AttributionRow
 from openpartner.attribution.service import (
     _ATTRIBUTIONS,
     ATTRIBUTED_TYPES_EXCLUDED,
     attribute,
+    derive_events,
     store,
 )
 from openpartner.attribution.set_replay import Steps, covers, replay_set_based
@@ -73,6 +75,9 @@ class ReplayReport:
     events: int = 0
     changed_events: int = 0
     config_version: str | None = None
+    late_events: int = 0
+    """Events ingested, or whose customer was bound, while the replay ran: re-derived after its
+    write, under the new rules (late_changes.py)."""
     seconds: float = 0.0
     steps: Steps = field(default_factory=Steps)
     """Seconds per database step of the set-based path (empty on the per-event path)."""
@@ -89,6 +94,7 @@ class ReplayReport:
             "events": self.events,
             "changed_events": self.changed_events,
             "config_version": self.config_version,
+            "late_events": self.late_events,
             "seconds": round(self.seconds, 3),
             "steps": {name: round(seconds, 3) for name, seconds in self.steps.items()},
             "partners": [
@@ -162,6 +168,8 @@ def replay(
     # with no commission rules and no commissions has no commissions to bring in line.
     ruled = bool(programs_with_commissions(session, [program_id]))
     set_based = covers(spec)
+    # What this replay will not see (set-based: it reads everything first, writes at the end).
+    guard = ReplayGuard.start(session, program_id) if set_based and not dry_run else None
     if set_based:
         # The new version is the newest, effective from ``since``: every event in scope is
         # under it, so the database derives them all at once (see set_replay.py).
@@ -178,6 +186,7 @@ def replay(
             ),
             want_ids=ruled and not dry_run,
             steps=report.steps,
+            before_write=(lambda: guard.hold(session)) if guard is not None else None,
         )
         report.events += derived
         report.changed_events += changed
@@ -210,6 +219,10 @@ def replay(
         after = events[-1].seq
         report.events += len(events)
         _replay_chunk(session, events, rules, report, pg, ruled)
+    if guard is not None:
+        late = guard.late_events(session)
+        derive_events(session, late)
+        report.late_events = len(late)
     report.seconds = time.perf_counter() - started
     return report
 

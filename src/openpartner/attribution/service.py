@@ -23,6 +23,7 @@ from openpartner.attribution.engine import (
 )
 from openpartner.attribution.engine import attribute as engine_attribute
 from openpartner.attribution.inputs import Conversion as EngineConversion
+from openpartner.attribution.late_changes import hold_shared
 from openpartner.attribution.records import AttributionRow
 from openpartner.attribution.rows import engine_touches, rows_from
 from openpartner.attribution.touches import Conversion, touches_for_events
@@ -44,6 +45,8 @@ def attribute(
     Reads only: one query for the touches of all the events; :func:`store` writes the rows."""
     rules = rules or Rules(session)
     attributed = [e for e in events if e.type not in ATTRIBUTED_TYPES_EXCLUDED]
+    # Before reading rules or touches: never between a replay's write and its commit.
+    hold_shared(session, (e.program_id for e in attributed))
     rules.load_deals(e.deal_id for e in attributed)
     touches = iter(touches_for_events(session, attributed))
     now = utc_now()
@@ -116,6 +119,7 @@ def store(session: Session, rows: Iterable[dict[str, Any]]) -> None:
 def derive_event(session: Session, event: Event) -> list[AttributionRow]:
     """Replace the event's attribution with a fresh derivation and bring its commissions in
     line; returns the new rows."""
+    hold_shared(session, [event.program_id])  # before deleting: see late_changes
     session.execute(sa.delete(AttributionRow).where(AttributionRow.event_id == event.id))
     rows = attribute(session, [event])[0]
     store(session, rows)
@@ -127,6 +131,7 @@ def derive_events(session: Session, events: Iterable[Event]) -> int:
     """Re-derive several events; returns how many end up attributed to at least one partner."""
     events = list(events)
     ids = [e.id for e in events]
+    hold_shared(session, (e.program_id for e in events))  # before deleting: see late_changes
     for start in range(0, len(ids), _CHUNK):
         chunk = ids[start : start + _CHUNK]
         session.execute(sa.delete(AttributionRow).where(AttributionRow.event_id.in_(chunk)))

@@ -89,12 +89,14 @@ def replay_set_based(
     add_diff: Callable[[str, str | None, int, int], None],
     want_ids: bool = True,
     steps: Steps | None = None,
+    before_write: Callable[[], None] | None = None,
 ) -> tuple[int, int, list[str]]:
     """Replay every event of the program in scope (not a refund, from ``since`` on, not under a
     deal's own model) under ``spec``. Reports each (partner, currency) total through
     ``add_diff(partner, currency, current, replayed)`` and returns (events, events whose
     per-partner amounts changed, their ids if ``want_ids``). Writes nothing when ``dry_run``.
-    ``steps`` collects the seconds each statement took."""
+    ``steps`` collects the seconds each statement took; ``before_write`` runs just before the
+    first write (the replay's derivation lock: late_changes.py)."""
     d = Dialect(is_postgresql(session))
     scope = (
         "e.program_id = :program AND e.type <> 'refund'"
@@ -163,6 +165,8 @@ def replay_set_based(
         else []
     )
     if not dry_run:
+        if before_write is not None:
+            before_write()
         _write(session, d, config_id, params, steps, helpers, pending)
     _drop_temporaries(run, d)
     for table in helpers.scratch_tables() if helpers else []:

@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from openpartner.attribution.late_changes import hold_shared
 from openpartner.clicks.models import Click
 from openpartner.core.errors import NotFound, ValidationFailed
 from openpartner.core.ids import new_id
@@ -101,6 +102,9 @@ def bind(
         # A click the router has not flushed yet is accepted; one of another program is not.
         if program_of_click is not None and program_of_click != program.id:
             raise NotFound(f"Click {click_id} not found.", code="unknown_click")
+    # Before the first edge: a replay starting now waits for this binding to commit, or sees
+    # it as bound after its start and re-derives the customer (attribution/late_changes.py).
+    hold_shared(session, [program.id])
     result = BindResult()
     for name, column, value in (
         ("click_id", IdentityEdge.click_id, click_id),

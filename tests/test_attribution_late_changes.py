@@ -1,0 +1,197 @@
+"""A replay loses nothing that happens while it runs: an identify committed between its reads
+and its write, and events ingested meanwhile, end up derived under the new rules.
+
+PostgreSQL only: on SQLite a replay that writes holds the database's one write lock from its
+first write to its commit, so an identify or an event waits for it and nothing can interleave
+(the replay's catch-up still runs there, and finds nothing).
+"""
+
+import threading
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from fastapi.testclient import TestClient
+from sqlalchemy.orm import Session, sessionmaker
+
+from openpartner.api.app import create_app
+from openpartner.attribution import set_replay
+from openpartner.attribution.records import AttributionRow
+from openpartner.attribution.replay import ReplayReport, replay
+from openpartner.clicks.models import Click
+from openpartner.core.time import utc_now
+from openpartner.db.engine import create_engine
+from openpartner.db.migrate import upgrade
+from openpartner.events.models import Event
+from openpartner.settings import Settings
+from tests.conftest import ADMIN_TOKEN, backend, create_test_database
+from tests.factories import make_click, make_link, make_partner, make_program
+
+pytestmark = pytest.mark.skipif(
+    backend() != "postgresql", reason="SQLite serializes a replay with every other writer"
+)
+
+
+@pytest.fixture
+def committed(settings: Settings) -> Iterator[tuple[Settings, sessionmaker[Session]]]:
+    """A database of its own: the replay and the requests run in real, separate transactions."""
+    url, drop = create_test_database()
+    engine = create_engine(url)
+    upgrade(engine)
+    try:
+        yield (
+            settings.model_copy(update={"database_url": url}),
+            sessionmaker(bind=engine, expire_on_commit=False),
+        )
+    finally:
+        engine.dispose()
+        drop()  # type: ignore[operator]
+
+
+def rows_of(sessions: sessionmaker[Session], event_id: str) -> list[tuple[Any, ...]]:
+    with sessions() as session:
+        return [
+            tuple(r)
+            for r in session.execute(
+                sa.select(
+                    AttributionRow.partner_id, AttributionRow.amount, AttributionRow.config_version
+                ).where(AttributionRow.event_id == event_id)
+            )
+        ]
+
+
+class Shop:
+    """A program with two partners, a click each, and an API client on the same database."""
+
+    def __init__(self, settings: Settings, sessions: sessionmaker[Session]) -> None:
+        self.sessions = sessions
+        with sessions() as session:
+            program = make_program(session, currency="USD")
+            clicks = [
+                make_click(
+                    session,
+                    link=make_link(session, partner=make_partner(session, program=program)),
+                    at=utc_now() - timedelta(days=3),
+                )
+                for _ in range(3)
+            ]
+            session.commit()
+            self.program_id, self.clicks = program.id, [c.id for c in clicks]
+        self.client = TestClient(
+            create_app(settings, sessions), headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        )
+
+    def sale(self, key: str, customer: str) -> str:
+        body = {"program_id": self.program_id, "type": "sale", "customer_id": customer,
+                "amount": 1000, "currency": "USD", "external_id": key}  # fmt: skip
+        answer = self.client.post("/v1/events", json=body)
+        assert answer.status_code == 201, answer.text
+        return str(answer.json()["id"])
+
+    def identify(self, click: int, customer: str) -> dict[str, Any]:
+        body = {"program_id": self.program_id, "click_id": self.clicks[click],
+                "customer_id": customer}  # fmt: skip
+        answer = self.client.post("/v1/identify", json=body)
+        assert answer.status_code == 200, answer.text
+        return dict(answer.json())
+
+    def partner(self, click: int) -> str:
+        with self.sessions() as session:
+            return str(
+                session.scalar(sa.select(Click.partner_id).where(Click.id == self.clicks[click]))
+            )
+
+    def replay_paused(
+        self, monkeypatch: pytest.MonkeyPatch, after: str
+    ) -> tuple[threading.Event, threading.Event, threading.Thread, list[ReplayReport]]:
+        """A replay to ``linear`` in a thread of its own, stopped after ``set_replay.<after>``
+        until ``resume`` is set."""
+        reached, resume = threading.Event(), threading.Event()
+        step = getattr(set_replay, after)
+
+        def step_then_wait(*args: Any) -> None:
+            step(*args)
+            reached.set()
+            assert resume.wait(30)
+
+        monkeypatch.setattr(set_replay, after, step_then_wait)
+        reports: list[ReplayReport] = []
+
+        def run() -> None:
+            with self.sessions() as session:
+                reports.append(replay(session, self.program_id, model="linear", dry_run=False))
+                session.commit()
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        assert reached.wait(30)
+        return reached, resume, thread, reports
+
+
+def test_an_identify_and_an_event_during_a_replay_are_not_lost(
+    committed: tuple[Settings, sessionmaker[Session]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shop = Shop(*committed)
+    sessions = shop.sessions
+    shop.identify(0, "cus_1")
+    bound_before = shop.sale("before-1", "cus_1")  # attributed to the first partner
+    unbound = shop.sale("before-2", "cus_2")  # no click yet
+
+    # The replay stops after it has read and compared everything, before it writes.
+    _, resume, replaying, reports = shop.replay_paused(monkeypatch, "_compare")
+    try:
+        # Meanwhile: the second customer is bound, and one more sale comes in.
+        assert shop.identify(1, "cus_2")["attributed_events"] == 1
+        during = shop.sale("during", "cus_1")
+    finally:
+        resume.set()
+        replaying.join(30)
+    assert not replaying.is_alive()
+    (report,) = reports
+    new_rules = report.config_version
+    assert new_rules is not None
+    assert report.late_events == 2  # the bound customer's sale and the sale made meanwhile
+    assert rows_of(sessions, bound_before) == [(shop.partner(0), 1000, new_rules)]
+    # Bound while the replay ran: without the catch-up, the sale would keep what the identify
+    # derived under the old rules (or lose it, had the replay rewritten the event).
+    assert rows_of(sessions, unbound) == [(shop.partner(1), 1000, new_rules)]
+    # Ingested under the old rules while the replay ran, re-derived under the new ones.
+    assert rows_of(sessions, during) == [(shop.partner(0), 1000, new_rules)]
+    with sessions() as session:
+        assert session.scalar(sa.select(sa.func.count()).select_from(Event)) == 3
+
+
+def test_an_identify_during_the_replays_write_waits_for_its_commit(
+    committed: tuple[Settings, sessionmaker[Session]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shop = Shop(*committed)
+    unbound = shop.sale("before", "cus_3")
+    # Stopped after writing: the replay holds the program's derivation lock until it commits.
+    _, resume, replaying, reports = shop.replay_paused(monkeypatch, "_write")
+    answers: list[dict[str, Any]] = []
+    identifying = threading.Thread(target=lambda: answers.append(shop.identify(2, "cus_3")))
+    try:
+        identifying.start()
+        # Wait until the identify waits for a lock (or, without the lock, has finished).
+        with shop.sessions() as session:
+            for _ in range(200):
+                waiting = session.scalar(
+                    sa.text(
+                        "SELECT count(*) FROM pg_stat_activity"
+                        " WHERE wait_event_type = 'Lock' AND datname = current_database()"
+                    )
+                )
+                if waiting or not identifying.is_alive():
+                    break
+                threading.Event().wait(0.05)
+        assert identifying.is_alive(), "the identify did not wait for the replay"
+    finally:
+        resume.set()
+        replaying.join(30)
+        identifying.join(30)
+    (report,) = reports
+    assert answers[0]["attributed_events"] == 1
+    # Derived after the replay committed: under the new rules, one set.
+    assert rows_of(shop.sessions, unbound) == [(shop.partner(2), 1000, report.config_version)]
