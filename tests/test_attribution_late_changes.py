@@ -9,6 +9,7 @@ first write to its commit, so an identify or an event waits for it and nothing c
 import threading
 from collections.abc import Iterator
 from datetime import timedelta
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -17,14 +18,18 @@ from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
 
 from openpartner.api.app import create_app
+from openpartner.attribution import replay as replay_module
 from openpartner.attribution import set_replay
 from openpartner.attribution.records import AttributionRow
 from openpartner.attribution.replay import ReplayReport, replay
+from openpartner.attribution.service import rederive_customer
 from openpartner.clicks.models import Click
 from openpartner.core.time import utc_now
 from openpartner.db.engine import create_engine
 from openpartner.db.migrate import upgrade
 from openpartner.events.models import Event
+from openpartner.identity.service import bind
+from openpartner.programs.models import Program
 from openpartner.settings import Settings
 from tests.conftest import ADMIN_TOKEN, backend, create_test_database
 from tests.factories import make_click, make_link, make_partner, make_program
@@ -32,6 +37,22 @@ from tests.factories import make_click, make_link, make_partner, make_program
 pytestmark = pytest.mark.skipif(
     backend() != "postgresql", reason="SQLite serializes a replay with every other writer"
 )
+
+
+def wait_until_blocked(sessions: sessionmaker[Session], thread: threading.Thread) -> None:
+    """Until a backend of this database waits for a lock, or ``thread`` has finished."""
+    for _ in range(200):
+        # A transaction each time: pg_stat_activity is read once per transaction.
+        with sessions() as session:
+            waiting = session.scalar(
+                sa.text(
+                    "SELECT count(*) FROM pg_stat_activity"
+                    " WHERE wait_event_type = 'Lock' AND datname = current_database()"
+                )
+            )
+        if waiting or not thread.is_alive():
+            return
+        thread.join(0.05)
 
 
 @pytest.fixture
@@ -104,24 +125,28 @@ class Shop:
             )
 
     def replay_paused(
-        self, monkeypatch: pytest.MonkeyPatch, after: str
+        self,
+        monkeypatch: pytest.MonkeyPatch,
+        after: str,
+        model: str = "linear",
+        module: ModuleType = set_replay,
     ) -> tuple[threading.Event, threading.Event, threading.Thread, list[ReplayReport]]:
-        """A replay to ``linear`` in a thread of its own, stopped after ``set_replay.<after>``
-        until ``resume`` is set."""
+        """A replay to ``model`` in a thread of its own, stopped after ``module.<after>`` until
+        ``resume`` is set."""
         reached, resume = threading.Event(), threading.Event()
-        step = getattr(set_replay, after)
+        step = getattr(module, after)
 
         def step_then_wait(*args: Any) -> None:
             step(*args)
             reached.set()
             assert resume.wait(30)
 
-        monkeypatch.setattr(set_replay, after, step_then_wait)
+        monkeypatch.setattr(module, after, step_then_wait)
         reports: list[ReplayReport] = []
 
         def run() -> None:
             with self.sessions() as session:
-                reports.append(replay(session, self.program_id, model="linear", dry_run=False))
+                reports.append(replay(session, self.program_id, model=model, dry_run=False))
                 session.commit()
 
         thread = threading.Thread(target=run)
@@ -175,17 +200,7 @@ def test_an_identify_during_the_replays_write_waits_for_its_commit(
     try:
         identifying.start()
         # Wait until the identify waits for a lock (or, without the lock, has finished).
-        with shop.sessions() as session:
-            for _ in range(200):
-                waiting = session.scalar(
-                    sa.text(
-                        "SELECT count(*) FROM pg_stat_activity"
-                        " WHERE wait_event_type = 'Lock' AND datname = current_database()"
-                    )
-                )
-                if waiting or not identifying.is_alive():
-                    break
-                threading.Event().wait(0.05)
+        wait_until_blocked(shop.sessions, identifying)
         assert identifying.is_alive(), "the identify did not wait for the replay"
     finally:
         resume.set()
@@ -195,3 +210,60 @@ def test_an_identify_during_the_replays_write_waits_for_its_commit(
     assert answers[0]["attributed_events"] == 1
     # Derived after the replay committed: under the new rules, one set.
     assert rows_of(shop.sessions, unbound) == [(shop.partner(2), 1000, report.config_version)]
+
+
+def test_two_identifies_of_one_customer_at_once_leave_one_set(
+    committed: tuple[Settings, sessionmaker[Session]],
+) -> None:
+    """Each re-derives the customer's sale: deletes its rows, inserts new ones. Without a lock
+    on the event the second deletes only the rows it can see (none yet) and adds a second set."""
+    shop = Shop(*committed)
+    sale = shop.sale("s-1", "cus_9")  # no click yet: no rows
+    with shop.sessions() as session:
+        program = session.get_one(Program, shop.program_id)
+        bind(session, program, customer_id="cus_9", click_id=shop.clicks[0])
+        rederive_customer(session, shop.program_id, "cus_9")  # not committed yet
+
+        def second() -> None:
+            with shop.sessions() as other:
+                program = other.get_one(Program, shop.program_id)
+                bind(other, program, customer_id="cus_9", click_id=shop.clicks[1])
+                rederive_customer(other, shop.program_id, "cus_9")
+                other.commit()
+
+        racing = threading.Thread(target=second)
+        racing.start()
+        wait_until_blocked(shop.sessions, racing)
+        assert racing.is_alive(), "the second re-derivation did not wait for the first"
+        session.commit()
+    racing.join(30)
+    rows = rows_of(shop.sessions, sale)
+    assert len(rows) == 1, rows  # one set: the later click's partner, under last click
+    assert rows[0][0] == shop.partner(1)
+
+
+def test_an_identify_during_a_per_event_replay_leaves_one_set(
+    committed: tuple[Settings, sessionmaker[Session]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The per-event path (other models) writes chunk by chunk without the derivation lock: an
+    identify of a customer whose sale a chunk rewrote waits for that sale's lock."""
+    shop = Shop(*committed)
+    shop.identify(0, "cus_5")
+    sale = shop.sale("s-5", "cus_5")
+    _, resume, replaying, reports = shop.replay_paused(
+        monkeypatch, "_replay_chunk", model="time_decay", module=replay_module
+    )
+    identifying = threading.Thread(target=lambda: shop.identify(1, "cus_5"))
+    try:
+        identifying.start()
+        wait_until_blocked(shop.sessions, identifying)
+        assert identifying.is_alive(), "the identify did not wait for the replay's chunk"
+    finally:
+        resume.set()
+        replaying.join(30)
+        identifying.join(30)
+    rows = rows_of(shop.sessions, sale)
+    # One set, derived after the replay: both clicks, time decay under the replay's rules.
+    assert sorted(r[0] for r in rows) == sorted([shop.partner(0), shop.partner(1)])
+    assert sum(r[1] for r in rows) == 1000
+    assert {r[2] for r in rows} == {reports[0].config_version}

@@ -28,6 +28,7 @@ from openpartner.attribution.service import (
     ATTRIBUTED_TYPES_EXCLUDED,
     attribute,
     derive_events,
+    lock_events,
     store,
 )
 from openpartner.attribution.set_replay import Steps, covers, replay_set_based
@@ -263,6 +264,7 @@ def _replay_chunk(
     report.changed_events += len(changed)
     if report.dry_run:
         return
+    lock_events(session, ids)  # chunk after chunk, in ingest order, as every deriver does
     session.execute(
         _ATTRIBUTIONS.delete().where(one_of(_ATTRIBUTIONS.c.event_id, "ids", pg)),
         {"ids": ids},

@@ -116,10 +116,26 @@ def store(session: Session, rows: Iterable[dict[str, Any]]) -> None:
     bulk.insert_rows(session, _ATTRIBUTIONS, list(rows))
 
 
+def lock_events(session: Session, event_ids: Sequence[str]) -> None:
+    """Re-deriving an event deletes its rows and inserts new ones. Two transactions doing that
+    at once (two identifies of one customer, say) would each delete only the rows it can see and
+    leave two sets, so each first locks the events' rows; in ingest order, so that two of them
+    never wait for each other in opposite orders. SQLite serializes writers already."""
+    if event_ids and bulk.is_postgresql(session):
+        session.execute(
+            sa.select(Event.id)
+            .where(bulk.one_of(Event.id, "ids", True))
+            .order_by(Event.seq)
+            .with_for_update(),
+            {"ids": list(event_ids)},
+        )
+
+
 def derive_event(session: Session, event: Event) -> list[AttributionRow]:
     """Replace the event's attribution with a fresh derivation and bring its commissions in
     line; returns the new rows."""
     hold_shared(session, [event.program_id])  # before deleting: see late_changes
+    lock_events(session, [event.id])
     session.execute(sa.delete(AttributionRow).where(AttributionRow.event_id == event.id))
     rows = attribute(session, [event])[0]
     store(session, rows)
@@ -132,6 +148,7 @@ def derive_events(session: Session, events: Iterable[Event]) -> int:
     events = list(events)
     ids = [e.id for e in events]
     hold_shared(session, (e.program_id for e in events))  # before deleting: see late_changes
+    lock_events(session, ids)
     for start in range(0, len(ids), _CHUNK):
         chunk = ids[start : start + _CHUNK]
         session.execute(sa.delete(AttributionRow).where(AttributionRow.event_id.in_(chunk)))

@@ -26,6 +26,7 @@ from pydantic import TypeAdapter
 from sqlalchemy.orm import Session
 
 from openpartner.attribution import service as attribution
+from openpartner.attribution.late_changes import hold_shared
 from openpartner.commissions.service import programs_with_commissions, sync_events
 from openpartner.core.errors import Conflict, NotFound, OpenPartnerError, ValidationFailed
 from openpartner.core.ids import new_id, new_ids
@@ -306,6 +307,9 @@ def build(
     amount: int | None = None
     refund_of: str | None = None
     if body.type == "refund":
+        # The derivation lock before the sale's row lock, in the order every deriver takes them
+        # (attribution/late_changes.py).
+        hold_shared(session, [program.id])
         sale = _sale_for_refund(session, program.id, body.refund_of)
         refund_of, customer_id = sale.id, sale.customer_id
         if currency is not None and currency != sale.currency:
