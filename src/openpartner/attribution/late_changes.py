@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from openpartner.events.bulk import is_postgresql
+from openpartner.db.bulk import is_postgresql
 from openpartner.events.models import Event
 from openpartner.identity.models import IdentityEdge
 

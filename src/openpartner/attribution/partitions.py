@@ -24,7 +24,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
-from openpartner.events.bulk import is_postgresql
+from openpartner.db.bulk import is_postgresql
 
 PARENT = "attributions"
 MAINTENANCE_WORK_MEM = "1GB"

@@ -33,8 +33,8 @@ from openpartner.attribution.service import (
 )
 from openpartner.attribution.set_replay import Steps, covers, replay_set_based
 from openpartner.commissions.service import programs_with_commissions, sync_events
+from openpartner.db.bulk import is_postgresql, one_of
 from openpartner.deals.models import Deal
-from openpartner.events.bulk import is_postgresql, one_of
 from openpartner.events.models import Event
 from openpartner.programs.models import Program
 

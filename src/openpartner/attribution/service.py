@@ -30,7 +30,7 @@ from openpartner.attribution.touches import Conversion, touches_for_events
 from openpartner.commissions.service import sync_event, sync_events
 from openpartner.core.ids import new_id
 from openpartner.core.time import utc_now
-from openpartner.events import bulk
+from openpartner.db import bulk
 from openpartner.events.models import Event
 
 ATTRIBUTED_TYPES_EXCLUDED = frozenset({"refund"})

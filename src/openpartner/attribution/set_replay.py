@@ -57,7 +57,7 @@ from openpartner.attribution.replay_sql import (
 from openpartner.attribution.two_backends import TwoBackends
 from openpartner.core.time import utc_now
 from openpartner.db.base import UTCDateTime
-from openpartner.events.bulk import is_postgresql
+from openpartner.db.bulk import is_postgresql
 
 SET_BASED_MODELS: Final = frozenset({"last_click", "first_click", "linear", "partner_equal"})
 TEMPORARY_TABLES: Final = (

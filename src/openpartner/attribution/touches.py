@@ -18,8 +18,8 @@ from sqlalchemy.orm import Session
 
 from openpartner.clicks.models import Click
 from openpartner.coupons.models import PromotionCode
+from openpartner.db.bulk import is_postgresql, one_of
 from openpartner.deals.models import Touchpoint
-from openpartner.events.bulk import is_postgresql, one_of
 from openpartner.identity.models import IdentityEdge
 from openpartner.partners.models import Partner
 

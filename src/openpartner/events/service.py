@@ -32,8 +32,8 @@ from openpartner.core.errors import Conflict, NotFound, OpenPartnerError, Valida
 from openpartner.core.ids import new_id, new_ids
 from openpartner.core.money import normalize_currency, parse_amount
 from openpartner.core.time import ensure_utc, utc_now
+from openpartner.db import bulk
 from openpartner.deals.models import Deal
-from openpartner.events import bulk
 from openpartner.events.models import Event
 from openpartner.events.schemas import EventIn
 from openpartner.identity.guards import check_identifier

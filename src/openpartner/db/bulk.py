@@ -1,4 +1,5 @@
-"""Set-based SQL for ingest: many rows in one statement whose text does not depend on how many.
+"""Set-based SQL (ingest, attribution, replay): many rows in one statement whose text does not
+depend on how many.
 
 On PostgreSQL a multi-row ``VALUES`` list (what SQLAlchemy renders for ``executemany``) makes a
 new, huge statement for every batch size: the driver re-parses it and the server re-plans it
