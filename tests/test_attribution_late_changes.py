@@ -155,6 +155,24 @@ class Shop:
         return reached, resume, thread, reports
 
 
+def identify_while_stopped(
+    shop: Shop, resume: threading.Event, replaying: threading.Thread, click: int, customer: str
+) -> dict[str, Any]:
+    """An identify while the replay is stopped: it must wait for a lock the replay holds
+    (without one it would have finished); then the replay goes on, and the identify after it."""
+    answers: list[dict[str, Any]] = []
+    identifying = threading.Thread(target=lambda: answers.append(shop.identify(click, customer)))
+    try:
+        identifying.start()
+        wait_until_blocked(shop.sessions, identifying)
+        assert identifying.is_alive(), "the identify did not wait for the replay"
+    finally:
+        resume.set()
+        replaying.join(30)
+        identifying.join(30)
+    return answers[0]
+
+
 def test_an_identify_and_an_event_during_a_replay_are_not_lost(
     committed: tuple[Settings, sessionmaker[Session]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -195,19 +213,9 @@ def test_an_identify_during_the_replays_write_waits_for_its_commit(
     unbound = shop.sale("before", "cus_3")
     # Stopped after writing: the replay holds the program's derivation lock until it commits.
     _, resume, replaying, reports = shop.replay_paused(monkeypatch, "_write")
-    answers: list[dict[str, Any]] = []
-    identifying = threading.Thread(target=lambda: answers.append(shop.identify(2, "cus_3")))
-    try:
-        identifying.start()
-        # Wait until the identify waits for a lock (or, without the lock, has finished).
-        wait_until_blocked(shop.sessions, identifying)
-        assert identifying.is_alive(), "the identify did not wait for the replay"
-    finally:
-        resume.set()
-        replaying.join(30)
-        identifying.join(30)
+    answer = identify_while_stopped(shop, resume, replaying, 2, "cus_3")
     (report,) = reports
-    assert answers[0]["attributed_events"] == 1
+    assert answer["attributed_events"] == 1
     # Derived after the replay committed: under the new rules, one set.
     assert rows_of(shop.sessions, unbound) == [(shop.partner(2), 1000, report.config_version)]
 
@@ -253,15 +261,7 @@ def test_an_identify_during_a_per_event_replay_leaves_one_set(
     _, resume, replaying, reports = shop.replay_paused(
         monkeypatch, "_replay_chunk", model="time_decay", module=replay_module
     )
-    identifying = threading.Thread(target=lambda: shop.identify(1, "cus_5"))
-    try:
-        identifying.start()
-        wait_until_blocked(shop.sessions, identifying)
-        assert identifying.is_alive(), "the identify did not wait for the replay's chunk"
-    finally:
-        resume.set()
-        replaying.join(30)
-        identifying.join(30)
+    identify_while_stopped(shop, resume, replaying, 1, "cus_5")
     rows = rows_of(shop.sessions, sale)
     # One set, derived after the replay: both clicks, time decay under the replay's rules.
     assert sorted(r[0] for r in rows) == sorted([shop.partner(0), shop.partner(1)])
