@@ -136,10 +136,11 @@ class Shop:
         reached, resume = threading.Event(), threading.Event()
         step = getattr(module, after)
 
-        def step_then_wait(*args: Any) -> None:
-            step(*args)
+        def step_then_wait(*args: Any) -> Any:
+            result = step(*args)
             reached.set()
             assert resume.wait(30)
+            return result
 
         monkeypatch.setattr(module, after, step_then_wait)
         reports: list[ReplayReport] = []
@@ -267,3 +268,28 @@ def test_an_identify_during_a_per_event_replay_leaves_one_set(
     assert sorted(r[0] for r in rows) == sorted([shop.partner(0), shop.partner(1)])
     assert sum(r[1] for r in rows) == 1000
     assert {r[2] for r in rows} == {reports[0].config_version}
+
+
+def test_an_identify_between_a_chunks_reads_and_its_write_is_caught_up(
+    committed: tuple[Settings, sessionmaker[Session]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The per-event path: the chunk has derived the sale from what it read (one click) when
+    the customer's second click is bound and committed; the chunk then writes its older view,
+    and the catch-up after the last chunk derives the sale again with both clicks."""
+    shop = Shop(*committed)
+    shop.identify(0, "cus_6")
+    sale = shop.sale("s-6", "cus_6")
+    _, resume, replaying, reports = shop.replay_paused(
+        monkeypatch, "attribute", model="time_decay", module=replay_module
+    )
+    try:
+        assert shop.identify(1, "cus_6")["attributed_events"] == 1  # not blocked: committed
+    finally:
+        resume.set()
+        replaying.join(30)
+    (report,) = reports
+    assert report.late_events == 1
+    rows = rows_of(shop.sessions, sale)
+    assert sorted(r[0] for r in rows) == sorted([shop.partner(0), shop.partner(1)])
+    assert sum(r[1] for r in rows) == 1000
+    assert {r[2] for r in rows} == {report.config_version}

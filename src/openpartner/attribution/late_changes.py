@@ -12,11 +12,16 @@ every other writer from its first write to its commit anyway):
   *derivation lock* shared for the rest of its transaction, taken before it reads the touches or
   deletes any row;
 - a replay waits for the holders at its start (a barrier) and notes the last event and edge
-  then; it takes the lock exclusively before its first write, and after writing re-derives, with
-  the new rules, the events ingested since and the events of every customer bound since.
+  then; a set-based replay takes the lock exclusively before its first write; after writing,
+  every replay re-derives, with the new rules, the events ingested since and the events of every
+  customer bound since.
 
-Derivations wait only during a replay's write phase (seconds at a million sales), never while it
-reads and derives.
+Derivations wait only during a set-based replay's write phase (seconds at a million sales),
+never while it reads and derives. The per-event path writes chunk by chunk without the lock:
+each chunk locks its events' rows (``attribution.service.lock_events``), so an identify of a
+customer whose sale a chunk rewrote waits for the replay's commit, and one committed between a
+chunk's reads and its write is caught up after the last chunk. Only an event ingested between
+that catch-up and the commit can keep the rules the replay replaces.
 """
 
 from __future__ import annotations

@@ -169,8 +169,8 @@ def replay(
     # with no commission rules and no commissions has no commissions to bring in line.
     ruled = bool(programs_with_commissions(session, [program_id]))
     set_based = covers(spec)
-    # What this replay will not see (set-based: it reads everything first, writes at the end).
-    guard = ReplayGuard.start(session, program_id) if set_based and not dry_run else None
+    # What this replay will not see: ingested or bound after it read (late_changes.py).
+    guard = ReplayGuard.start(session, program_id) if not dry_run else None
     if set_based:
         # The new version is the newest, effective from ``since``: every event in scope is
         # under it, so the database derives them all at once (see set_replay.py).
@@ -187,6 +187,9 @@ def replay(
             ),
             want_ids=ruled and not dry_run,
             steps=report.steps,
+            # Set-based, it writes at the end: no derivation of the program meanwhile. The
+            # per-event path below writes chunk by chunk and never takes this lock (it would
+            # stop ingest for the whole replay); each chunk locks its events instead.
             before_write=(lambda: guard.hold(session)) if guard is not None else None,
         )
         report.events += derived
