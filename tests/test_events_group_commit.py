@@ -181,7 +181,7 @@ def test_a_failing_group_falls_back_to_one_transaction_per_event(
     assert stored == ["a", "b", "first"]
 
 
-def test_an_idle_api_writes_a_request_at_once(
+def test_a_lone_request_is_a_group_of_one_and_answered(
     settings: Settings, sessions: sessionmaker[Session], ctx: dict[str, str]
 ) -> None:
     committer, answers = send_concurrently(settings, sessions, sale(ctx, "only"), [])

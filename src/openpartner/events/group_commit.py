@@ -16,9 +16,9 @@ each of its items is retried alone in a transaction of its own, so one bad reque
 itself. A database that is unreachable fails the whole group at once (each request answers
 ``503 database_unavailable``), without one more attempt per event.
 
-There is one committer per API process; its queue lives on the event loop. ``max_groups``
-groups are written at once (each on its own pooled connection and thread), so the database
-works on one group while the API validates the next.
+There is one committer per API process; its queue lives on the event loop. One group is
+written at a time (``max_groups``): with two in flight each was half as large and the events
+cost more CPU each (docs/benchmarks.md, ingest, fourth pass).
 """
 
 from __future__ import annotations
