@@ -24,6 +24,7 @@ from openpartner.coupons.api import router as coupons_router
 from openpartner.db.session import session_factory
 from openpartner.deals.api import router as deals_router
 from openpartner.events.api import router as events_router
+from openpartner.events.fast_path import EventsFastPath
 from openpartner.events.group_commit import GroupCommitter
 from openpartner.identity.api import router as identity_router
 from openpartner.integrations.stripe.webhook import router as stripe_router
@@ -103,6 +104,7 @@ def create_app(
             return JSONResponse({"status": "unavailable", "database": "unreachable"}, 503)
         return JSONResponse({"status": "ready", "database": "ok"})
 
+    app.add_middleware(EventsFastPath)  # inside BodyLimit: the same limit applies
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     return app
 

@@ -4,6 +4,7 @@ something a client sent."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -33,9 +34,9 @@ def problem_response(error: OpenPartnerError, request: Request) -> JSONResponse:
     )
 
 
-def _field_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
+def _field_errors(errors: Sequence[Any]) -> list[dict[str, Any]]:
     out = []
-    for err in exc.errors():
+    for err in errors:
         out.append(
             {
                 "loc": [str(part) for part in err.get("loc", ())],
@@ -53,14 +54,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = _field_errors(exc)
-        if any(e["type"] == "json_invalid" for e in errors):
-            error: OpenPartnerError = BadRequest(
-                "The request body is not valid JSON.", code="malformed_json", errors=errors
-            )
-        else:
-            error = ValidationFailed("The request is not valid.", errors=errors)
-        return problem_response(error, request)
+        return problem_response(validation_problem(exc.errors()), request)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -73,23 +67,35 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(IntegrityError)
     async def _integrity(request: Request, exc: IntegrityError) -> JSONResponse:
-        # Services check uniqueness first; this catches the race between check and commit.
-        log.info("integrity conflict on %s: %s", request.url.path, exc.orig)
-        return problem_response(
-            Conflict("The resource conflicts with an existing one.", code="duplicate"), request
-        )
+        return problem_response(database_problem(exc, request.url.path), request)
 
     @app.exception_handler(OperationalError)
     async def _db_down(request: Request, exc: OperationalError) -> JSONResponse:
-        log.warning("database unavailable on %s: %s", request.url.path, exc.orig)
-        return problem_response(
-            ServiceUnavailable(
-                "The database is unavailable; retry later.",
-                code="database_unavailable",
-                headers={"Retry-After": "1"},
-            ),
-            request,
+        return problem_response(database_problem(exc, request.url.path), request)
+
+
+def validation_problem(errors: Sequence[Any]) -> OpenPartnerError:
+    """A request that failed validation: ``errors`` as pydantic (and FastAPI) report them."""
+    fields = _field_errors(errors)
+    if any(e["type"] == "json_invalid" for e in fields):
+        return BadRequest(
+            "The request body is not valid JSON.", code="malformed_json", errors=fields
         )
+    return ValidationFailed("The request is not valid.", errors=fields)
+
+
+def database_problem(exc: IntegrityError | OperationalError, path: str) -> OpenPartnerError:
+    """What a client sees of a database error a service did not turn into one of its own."""
+    if isinstance(exc, IntegrityError):
+        # Services check uniqueness first; this catches the race between check and commit.
+        log.info("integrity conflict on %s: %s", path, exc.orig)
+        return Conflict("The resource conflicts with an existing one.", code="duplicate")
+    log.warning("database unavailable on %s: %s", path, exc.orig)
+    return ServiceUnavailable(
+        "The database is unavailable; retry later.",
+        code="database_unavailable",
+        headers={"Retry-After": "1"},
+    )
 
 
 def _http_code(status: int) -> str:

@@ -9,8 +9,8 @@ from openpartner.api.deps import DbSession, EventsRead, EventsWrite, run_committ
 from openpartner.api.pagination import Page, paginate
 from openpartner.api.responses import FastJSONResponse
 from openpartner.core.errors import NotFound
-from openpartner.events import batch, service
-from openpartner.events.group_commit import GroupCommitter
+from openpartner.events import batch
+from openpartner.events.fast_path import ingest_one
 from openpartner.events.models import Event
 from openpartner.events.schemas import BatchIn, BatchOut, EventIn, EventOut
 from openpartner.programs.models import Program
@@ -27,13 +27,10 @@ async def create_event(
     idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
 ) -> FastJSONResponse:
     """Record one event. A retry with the same key returns the first response
-    (``Idempotent-Replayed: true``); the same key with another body is a 409."""
-    key = service.idempotency_key(body, idempotency_key)
-    # The hot path: committed together with the events of concurrent requests (group_commit).
-    committer: GroupCommitter = request.app.state.events_committer
-    done = await committer.ingest(principal, body, key)
-    headers = {"Idempotent-Replayed": "true"} if done.replayed else {}
-    return FastJSONResponse(done.response, status_code=201, headers=headers)
+    (``Idempotent-Replayed: true``); the same key with another body is a 409.
+
+    JSON requests are answered by ``events/fast_path.py`` before they reach this route."""
+    return await ingest_one(request.app.state.events_committer, principal, body, idempotency_key)
 
 
 @router.post("/batch", response_model=BatchOut)
