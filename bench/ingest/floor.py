@@ -37,6 +37,7 @@ from typing import Any
 
 import psycopg
 import sqlalchemy as sa
+from ingest import cpu_seconds, free_port  # this folder's main bench
 from pydantic import TypeAdapter
 from sqlalchemy.orm import Session
 
@@ -61,17 +62,6 @@ wrk.headers["Idempotency-Key"] = "floor-1"
 
 
 # --------------------------------------------------------------------------- HTTP
-
-
-def cpu_seconds(pids: list[int]) -> float:
-    total = 0.0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return total
 
 
 def server_pids(pid: int) -> list[int]:
@@ -105,9 +95,7 @@ def latency_ms(report: str, label: str) -> float:
 
 
 def http_floor(app: str, workers: int, seconds: int, connections: int) -> dict[str, Any]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     server = subprocess.Popen(
         [
             *(sys.executable, "-m", "uvicorn", "--app-dir", str(HERE), f"floor_apps:{app}"),
@@ -126,9 +114,9 @@ def http_floor(app: str, workers: int, seconds: int, connections: int) -> dict[s
         time.sleep(1.0)  # every worker up
         wrk(port, str(script), 2, connections)  # warm-up
         pids = server_pids(server.pid)
-        cpu_before = cpu_seconds(pids)
+        cpu_before = sum(cpu_seconds(pids).values())
         report, wrk_cpu = wrk(port, str(script), seconds, connections)
-        server_cpu = cpu_seconds(pids) - cpu_before
+        server_cpu = sum(cpu_seconds(pids).values()) - cpu_before
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -205,7 +193,7 @@ def event_rows(program_id: str, size: int) -> list[tuple[Any, ...]]:
 
 
 def backend_cpu(conn: psycopg.Connection[Any]) -> float:
-    return cpu_seconds([conn.info.backend_pid])
+    return sum(cpu_seconds([conn.info.backend_pid]).values())
 
 
 def db_floor(pg_url: str, rounds: int, size: int) -> dict[str, float]:

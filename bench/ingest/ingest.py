@@ -175,6 +175,18 @@ def seed(engine: Engine, *, partners: int, clicks: int, customers: int) -> Seed:
 # --------------------------------------------------------------------------- server
 
 
+def cpu_seconds(pids: list[int]) -> dict[int, float]:
+    """CPU seconds (user + system) each process has used so far; gone processes are left out."""
+    seconds = {}
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        seconds[pid] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return seconds
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -253,16 +265,7 @@ class CpuMeter:
         self.polling = threading.Event()
         self.poller: threading.Thread | None = None
 
-    @staticmethod
-    def _cpu(pids: list[int]) -> dict[int, float]:
-        seconds = {}
-        for pid in pids:
-            try:
-                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            seconds[pid] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-        return seconds
+    _cpu = staticmethod(cpu_seconds)
 
     def _api_pids(self) -> list[int]:
         children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text()
