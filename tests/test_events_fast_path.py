@@ -73,6 +73,7 @@ BAD_REQUESTS: dict[str, Callable[[str], dict[str, Any]]] = {
         "content": b'{"type": 1}',
         "content_type": "application/merge-patch+json",
     },
+    "bytes that are not UTF-8": lambda p: {"content": b'{"type": "\xff"}', "key": "k-7"},
     "a content type that is not JSON": lambda p: {
         "content": b'{"type": "sale"}',
         "content_type": "text/plain",

@@ -10,7 +10,7 @@ from openpartner.api.pagination import Page, paginate
 from openpartner.api.responses import FastJSONResponse
 from openpartner.core.errors import NotFound
 from openpartner.events import batch
-from openpartner.events.fast_path import ingest_one
+from openpartner.events.fast_path import MAX_KEY_LENGTH, ingest_one
 from openpartner.events.models import Event
 from openpartner.events.schemas import BatchIn, BatchOut, EventIn, EventOut
 from openpartner.programs.models import Program
@@ -24,12 +24,13 @@ async def create_event(
     body: EventIn,
     request: Request,
     principal: EventsWrite,
-    idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
+    idempotency_key: Annotated[str | None, Header(max_length=MAX_KEY_LENGTH)] = None,
 ) -> FastJSONResponse:
     """Record one event. A retry with the same key returns the first response
     (``Idempotent-Replayed: true``); the same key with another body is a 409.
 
-    JSON requests are answered by ``events/fast_path.py`` before they reach this route."""
+    JSON requests are answered by ``events/fast_path.py`` before they reach this route, with
+    the same answers."""
     return await ingest_one(request.app.state.events_committer, principal, body, idempotency_key)
 
 

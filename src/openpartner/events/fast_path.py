@@ -10,8 +10,8 @@ validates it (JSON decoded, then the model, errors located under ``body``), erro
 :mod:`openpartner.api.errors`, the event ingested by the group committer.
 
 The route stays declared in ``events/api.py``: it is what the OpenAPI document shows, it serves
-a body sent with a content type other than JSON (FastAPI's rules for those are not worth
-copying), and tests hold the two to the same answers.
+a body sent with a content type other than JSON or in no Unicode encoding (FastAPI's rules for
+those are not worth copying), and tests hold the two to the same answers.
 """
 
 from __future__ import annotations
@@ -23,8 +23,9 @@ from pydantic import TypeAdapter, ValidationError
 from sqlalchemy.exc import IntegrityError, OperationalError
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from openpartner.accounts.scopes import Principal
 from openpartner.api.deps import get_principal
 from openpartner.api.errors import database_problem, problem_response, validation_problem
 from openpartner.api.responses import FastJSONResponse
@@ -58,11 +59,15 @@ class EventsFastPath:
             response = problem_response(exc, request)
         except (IntegrityError, OperationalError) as exc:
             response = problem_response(database_problem(exc, PATH), request)
+        except _NotJson as exc:
+            # Rare enough to leave to FastAPI, with the body it would have read.
+            await self.app(scope, _replay(exc.body), send)
+            return
         await response(scope, receive, send)
 
 
 async def ingest_one(
-    committer: GroupCommitter, principal: Any, body: EventIn, header_key: str | None
+    committer: GroupCommitter, principal: Principal, body: EventIn, header_key: str | None
 ) -> FastJSONResponse:
     """The route's work once the key and the body are known (shared with ``events/api.py``)."""
     key = service.idempotency_key(body, header_key)
@@ -97,6 +102,8 @@ async def _create_event(request: Request) -> Response:
             errors.append(
                 {"loc": ("body", exc.pos), "msg": "JSON decode error", "type": "json_invalid"}
             )
+        except ValueError as exc:  # not UTF-8 (or -16, -32) at all
+            raise _NotJson(raw) from exc
         else:
             try:
                 # As FastAPI does: anything but an object is a ``model_attributes_type``.
@@ -106,6 +113,20 @@ async def _create_event(request: Request) -> Response:
     if errors or body is None:
         raise validation_problem(errors)
     return await ingest_one(request.app.state.events_committer, principal, body, header_key)
+
+
+class _NotJson(Exception):
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+
+
+def _replay(body: bytes) -> Receive:
+    """A ``receive`` that hands the app the body already read."""
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return receive
 
 
 def _is_json(scope: Scope) -> bool:
