@@ -116,6 +116,11 @@ class Rules:
         self._programs: dict[str, Program] = {}
         self._deal_models: dict[str, str | None] = {}
 
+    def seed(self, program: Program, configs: Sequence[AttributionConfig]) -> None:
+        """Use ``program`` and its ``configs`` (all of them, by id) as already read."""
+        self._programs[program.id] = program
+        self._configs[program.id] = list(configs)
+
     def preload(self, program_id: str, extra: Sequence[AttributionConfig]) -> None:
         """Resolve as if ``extra`` versions (newest last) existed: a dry-run replay's."""
         self._configs[program_id] = program_configs(self.session, program_id) + list(extra)

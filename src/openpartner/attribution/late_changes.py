@@ -48,11 +48,31 @@ def _key(program_id: str) -> int:
 
 def hold_shared(session: Session, program_ids: Iterable[str]) -> None:
     """Hold the programs' derivation locks shared until the transaction ends (in key order, so
-    two holders never wait for each other in opposite orders)."""
+    two holders never wait for each other in opposite orders). A lock this transaction already
+    holds costs no second round trip."""
     if not is_postgresql(session):
         return
-    for key in sorted({_key(p) for p in program_ids}):
-        session.execute(sa.text("SELECT pg_advisory_xact_lock_shared(:k)"), {"k": key})
+    wanted = {_key(p) for p in program_ids}
+    if not wanted:
+        return
+    connection = session.connection()  # begins the transaction if none has begun
+    held = _held(session)
+    for key in sorted(wanted - held):
+        connection.execute(_LOCK_SHARED, {"k": key})
+        held.add(key)
+
+
+_LOCK_SHARED = sa.text("SELECT pg_advisory_xact_lock_shared(:k)")
+
+
+def _held(session: Session) -> set[int]:
+    """The derivation locks the session's current transaction holds: they end with it."""
+    transaction = session.get_transaction()
+    memo = session.info.get("derivation_locks")
+    if memo is None or memo[0] is not transaction:
+        memo = session.info["derivation_locks"] = (transaction, set())
+    held: set[int] = memo[1]
+    return held
 
 
 @dataclass(frozen=True)

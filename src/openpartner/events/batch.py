@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from openpartner.core.errors import OpenPartnerError
 from openpartner.events import service
+from openpartner.events.program_rules import Known
 from openpartner.events.schemas import EventIn
 from openpartner.programs.models import Program
 from openpartner.settings import Settings
@@ -72,16 +73,20 @@ def ingest_batch(
 
 
 def ingest_in_order(
-    session: Session, items: Sequence[service.Pending], settings: Settings
+    session: Session,
+    items: Sequence[service.Pending],
+    settings: Settings,
+    known: Known | None = None,
 ) -> list[service.Ingested | OpenPartnerError]:
     """Ingest ``items`` in order, each answered exactly as if it had been sent alone after the
-    ones before it; a client error is that item's answer and writes nothing of it."""
+    ones before it; a client error is that item's answer and writes nothing of it. ``known``:
+    the rules of every item's program, already read (group_commit.py)."""
     outcomes: list[service.Ingested | OpenPartnerError | None] = [None] * len(items)
     run: list[int] = []
 
     def flush_run() -> None:
         if run:
-            done = service.ingest_many(session, [items[i] for i in run], settings)
+            done = service.ingest_many(session, [items[i] for i in run], settings, known=known)
             for i, outcome in zip(run, done, strict=True):
                 outcomes[i] = outcome
             run.clear()
@@ -93,7 +98,9 @@ def ingest_in_order(
         # It may refund a sale an earlier item made: store everything before it first.
         flush_run()
         try:
-            outcomes[i] = service.ingest(session, item.program, item.body, item.key, settings)
+            outcomes[i] = service.ingest(
+                session, item.program, item.body, item.key, settings, known=known
+            )
         except OpenPartnerError as exc:
             outcomes[i] = exc
     flush_run()

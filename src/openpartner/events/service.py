@@ -35,6 +35,7 @@ from openpartner.core.time import ensure_utc, utc_now
 from openpartner.db import bulk
 from openpartner.deals.models import Deal
 from openpartner.events.models import Event
+from openpartner.events.program_rules import Known
 from openpartner.events.schemas import EventIn
 from openpartner.identity.guards import check_identifier
 from openpartner.programs.models import Program
@@ -123,7 +124,9 @@ def ingest(
     key: str,
     settings: Settings,
     source: str = "api",
+    known: Known | None = None,
 ) -> Ingested:
+    """One event. ``known``: its program as a group already read it (program_rules.py)."""
     item = Pending(program, body, key)
     if needs_lookups(body):
         item.digest = request_hash(program.id, body)
@@ -131,16 +134,20 @@ def ingest(
         if seen is not None:
             return _replay(key, item.digest, *seen)
         event = build(session, item, settings, utc_now(), source)
-        outcome = ingest_new(session, [item], [event])[0]
+        outcome = ingest_new(session, [item], [event], known)[0]
     else:
-        outcome = ingest_many(session, [item], settings, source)[0]
+        outcome = ingest_many(session, [item], settings, source, known)[0]
     if isinstance(outcome, OpenPartnerError):
         raise outcome
     return outcome
 
 
 def ingest_many(
-    session: Session, items: Sequence[Pending], settings: Settings, source: str = "api"
+    session: Session,
+    items: Sequence[Pending],
+    settings: Settings,
+    source: str = "api",
+    known: Known | None = None,
 ) -> list[Ingested | OpenPartnerError]:
     """Ingest events validated from their bodies alone (not :func:`needs_lookups`), answered
     in order exactly as one-by-one ingest would: a key already stored (before, or by an
@@ -153,20 +160,24 @@ def ingest_many(
             events.append(build(session, item, settings, now, source, event_id))
         except OpenPartnerError as exc:
             events.append(exc)
-    return ingest_new(session, items, events)
+    return ingest_new(session, items, events, known)
 
 
 def ingest_new(
-    session: Session, items: Sequence[Pending], events: Sequence[NewEvent | OpenPartnerError]
+    session: Session,
+    items: Sequence[Pending],
+    events: Sequence[NewEvent | OpenPartnerError],
+    known: Known | None = None,
 ) -> list[Ingested | OpenPartnerError]:
     """Store the valid events whose key is new, with their attribution, and answer every item.
-    ``events[i]`` is ``items[i]`` built, or the error that building it raised."""
+    ``events[i]`` is ``items[i]`` built, or the error that building it raised; ``known``, when
+    given, has the rules of every item's program already read."""
     first: dict[tuple[str, str], int] = {}
     fresh: list[NewEvent] = []
     for i, event in enumerate(events):
         if isinstance(event, NewEvent) and first.setdefault(_key(event), i) == i:
             fresh.append(event)
-    credits = attribution.attribute(session, fresh)
+    credits = attribution.attribute(session, fresh, known.rules if known else None)
     for event, rows in zip(fresh, credits, strict=True):
         event.response = render(event, rows)
     inserted = _insert(session, fresh)
@@ -180,7 +191,10 @@ def ingest_new(
         ),
     )
     stored_now = [e for e in fresh if _key(e) in inserted]
-    ruled = programs_with_commissions(session, {e.program_id for e in stored_now})
+    programs = {e.program_id for e in stored_now}
+    ruled = (
+        programs & known.with_commissions if known else programs_with_commissions(session, programs)
+    )
     if ruled:
         sync_events(session, [e.id for e in stored_now if e.program_id in ruled])
     # What each key holds now: the row one of these items stored (and which), or an older one.

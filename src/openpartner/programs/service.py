@@ -137,6 +137,11 @@ def _domains(values: list[str]) -> list[str]:
 def program_for(session: Session, principal: Principal, program_id: str | None) -> Program:
     """The program a write targets: the key's own program when it is bound to one, otherwise
     the ``program_id`` the client named (required then)."""
+    return get_program(session, principal, target_program_id(principal, program_id))
+
+
+def target_program_id(principal: Principal, program_id: str | None) -> str:
+    """The id :func:`program_for` loads (without loading it)."""
     if principal.program_id is not None:
         if program_id is not None and program_id != principal.program_id:
             raise NotFound(f"Program {program_id} not found.")
@@ -147,7 +152,7 @@ def program_for(session: Session, principal: Principal, program_id: str | None) 
             code="program_required",
             errors=[{"loc": ["body", "program_id"], "msg": "required", "type": "missing"}],
         )
-    return get_program(session, principal, program_id)
+    return program_id
 
 
 def _attribution_fields(program: Program) -> tuple[str, dict[str, object], int]:
