@@ -4,8 +4,9 @@ A single event alone costs the derivation lock, a look at its program's rules (k
 groups: ``program_rules.py``), a touches query, two inserts and a commit (a WAL flush):
 milliseconds of CPU for one row. Requests that arrive while a group is being written wait for
 the next group and are ingested together through the set-based path the batch endpoint uses
-(:func:`openpartner.events.batch.ingest_in_order`), so those costs are paid once per group. A request that finds nothing in flight starts a group of one at once: an idle
-API adds no wait, a busy one batches itself.
+(:func:`openpartner.events.batch.ingest_in_order`), so those costs are paid once per group. A
+request that finds nothing in flight starts a group of one at once: an idle API adds no wait, a
+busy one batches itself.
 
 What a client sees does not change. Each request is answered only after the group's commit (a
 2xx still means committed), with exactly the answer it would have had alone: the items are
