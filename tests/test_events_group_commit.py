@@ -211,3 +211,18 @@ def test_an_unreachable_database_fails_the_group_once_without_retrying_each_even
     assert {a.json()["code"] for a in answers[1:]} == {"database_unavailable"}
     stored = session.scalars(sa.select(Event.external_id)).all()
     assert stored == ["first"]
+
+
+def test_an_unknown_program_fails_only_its_own_request_in_a_group(
+    settings: Settings, sessions: sessionmaker[Session], ctx: dict[str, str], session: Session
+) -> None:
+    missing = {**sale(ctx, "lost"), "program_id": "prg_missing"}
+    committer, answers = send_concurrently(
+        settings, sessions, sale(ctx, "first"), [sale(ctx, "a"), missing, sale(ctx, "b")]
+    )
+    assert committer.sizes == [1, 3]
+    assert committer.attempts == 2  # answered within its group: no retry of each event alone
+    assert [a.status_code for a in answers] == [201, 201, 404, 201]
+    assert answers[2].json()["detail"] == "Program prg_missing not found."
+    stored = session.scalars(sa.select(Event.external_id).order_by(Event.external_id)).all()
+    assert stored == ["a", "b", "first"]

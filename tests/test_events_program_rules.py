@@ -63,12 +63,3 @@ def test_commission_rules_added_apply_to_the_next_event(
     commissions = session.scalars(sa.select(Commission).where(Commission.program_id == program_id))
     assert {(c.event_id, c.amount) for c in commissions} == {(second["id"], 1000)}
     assert first["id"] != second["id"]
-
-
-def test_an_unknown_program_is_404_and_others_in_the_group_go_on(
-    client: TestClient, session: Session
-) -> None:
-    program_id, _ = bound_program(client, session)
-    missing = client.post("/v1/events", json=sale("prg_missing", "o1"))
-    assert missing.status_code == 404
-    assert client.post("/v1/events", json=sale(program_id, "o1")).status_code == 201

@@ -33,12 +33,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
 from openpartner.accounts.scopes import Principal
-from openpartner.core.errors import NotFound, OpenPartnerError
+from openpartner.core.errors import OpenPartnerError
 from openpartner.events import service
 from openpartner.events.batch import ingest_in_order
 from openpartner.events.program_rules import ProgramRules
 from openpartner.events.schemas import EventIn
-from openpartner.programs.service import target_program_id
+from openpartner.programs.service import program_not_found, target_program_id
 from openpartner.settings import Settings
 
 Outcome = service.Ingested | BaseException
@@ -164,7 +164,7 @@ class GroupCommitter:
         for i, program_id in targets.items():
             program = known.programs.get(program_id)
             if program is None:
-                outcomes[i] = NotFound(f"Program {program_id} not found.")
+                outcomes[i] = program_not_found(program_id)
                 continue
             pending.append(service.Pending(program, group[i].body, group[i].key))
             positions.append(i)

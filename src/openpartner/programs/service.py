@@ -21,7 +21,7 @@ def get_program(session: Session, principal: Principal, program_id: str) -> Prog
     principal.check_program(program_id)
     program = session.get(Program, program_id)
     if program is None:
-        raise NotFound(f"Program {program_id} not found.")
+        raise program_not_found(program_id)
     return program
 
 
@@ -140,11 +140,15 @@ def program_for(session: Session, principal: Principal, program_id: str | None) 
     return get_program(session, principal, target_program_id(principal, program_id))
 
 
+def program_not_found(program_id: str) -> NotFound:
+    return NotFound(f"Program {program_id} not found.")
+
+
 def target_program_id(principal: Principal, program_id: str | None) -> str:
     """The id :func:`program_for` loads (without loading it)."""
     if principal.program_id is not None:
         if program_id is not None and program_id != principal.program_id:
-            raise NotFound(f"Program {program_id} not found.")
+            raise program_not_found(program_id)
         program_id = principal.program_id
     if program_id is None:
         raise ValidationFailed(
