@@ -33,13 +33,13 @@ def test_create_secret_key_shows_token_once_and_stores_only_hash(
     assert all("token" not in item for item in listed)
 
 
-def test_publishable_key_needs_a_program_and_only_events_scope(
+def test_publishable_key_needs_a_program_and_holds_only_visitors_write(
     client: TestClient, session: Session
 ) -> None:
     program = make_program(session)
     session.commit()
     no_program = client.post(
-        "/v1/api-keys", json={"kind": "publishable", "scopes": ["events:write"]}
+        "/v1/api-keys", json={"kind": "publishable", "scopes": ["visitors:write"]}
     )
     assert no_program.status_code == 422
     too_much = client.post(
@@ -47,12 +47,16 @@ def test_publishable_key_needs_a_program_and_only_events_scope(
         json={"kind": "publishable", "scopes": ["links:write"], "program_id": program.id},
     )
     assert too_much.status_code == 422
-    ok = client.post(
+    money = client.post(
         "/v1/api-keys",
         json={"kind": "publishable", "scopes": ["events:write"], "program_id": program.id},
     )
+    assert money.status_code == 422
+    assert money.json()["code"] == "invalid_publishable_scope"
+    ok = client.post("/v1/api-keys", json={"kind": "publishable", "program_id": program.id})
     assert ok.status_code == 201
     assert ok.json()["token"].startswith("op_pk_")
+    assert ok.json()["scopes"] == ["visitors:write"]
 
 
 def test_both_auth_headers_work(anon: TestClient, key_for: KeyFor) -> None:
@@ -133,7 +137,11 @@ def test_scoped_key_never_gets_admin(anon: TestClient, key_for: KeyFor) -> None:
     every_scope = key_for("programs:write", "partners:write", "links:write", "payouts:write")
     response = anon.post("/v1/api-keys", json={}, headers={"X-API-Key": every_scope})
     assert response.status_code == 403
-    assert response.json()["code"] == "admin_required"
+    assert response.json()["code"] == "missing_scope"
+    key_writer = key_for("keys:write", "links:read")
+    admin = anon.post("/v1/api-keys", json={"admin": True}, headers={"X-API-Key": key_writer})
+    assert admin.status_code == 403
+    assert admin.json()["code"] == "key_escalation"
 
 
 def test_program_bound_key_sees_only_its_program(

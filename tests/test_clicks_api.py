@@ -92,7 +92,7 @@ def test_the_same_visitor_again_is_a_duplicate(
 def test_browser_reports_a_visit_with_a_publishable_key_from_an_allowed_origin(
     anon: TestClient, session: Session, key_for: KeyFor, link: Link
 ) -> None:
-    token = key_for("events:write", program_id=link.program_id, kind="publishable")
+    token = key_for("visitors:write", program_id=link.program_id, kind="publishable")
     response = anon.post(
         "/v1/clicks",
         headers={
@@ -115,7 +115,7 @@ def test_browser_reports_a_visit_with_a_publishable_key_from_an_allowed_origin(
 def test_publishable_key_from_another_origin_is_refused(
     anon: TestClient, key_for: KeyFor, link: Link, origin: str | None
 ) -> None:
-    token = key_for("events:write", program_id=link.program_id, kind="publishable")
+    token = key_for("visitors:write", program_id=link.program_id, kind="publishable")
     headers = {"Authorization": f"Bearer {token}"}
     if origin:
         headers["Origin"] = origin
@@ -127,7 +127,7 @@ def test_publishable_key_from_another_origin_is_refused(
 def test_publishable_key_may_not_claim_a_visitor_ip(
     anon: TestClient, key_for: KeyFor, link: Link
 ) -> None:
-    token = key_for("events:write", program_id=link.program_id, kind="publishable")
+    token = key_for("visitors:write", program_id=link.program_id, kind="publishable")
     response = anon.post(
         "/v1/clicks",
         headers={"Authorization": f"Bearer {token}", "Origin": "https://shop.acme.example"},
@@ -143,7 +143,7 @@ def test_keys_of_another_program_do_not_see_the_link(
     other = make_program(session, allowed_origins=["https://shop.acme.example"])
     session.commit()
     for kind in ("secret", "publishable"):
-        token = key_for("events:write", program_id=other.id, kind=kind)
+        token = key_for("visitors:write", program_id=other.id, kind=kind)
         response = anon.post(
             "/v1/clicks",
             headers={"Authorization": f"Bearer {token}", "Origin": "https://shop.acme.example"},
@@ -187,7 +187,7 @@ def test_bad_bodies_are_422(
     assert response.status_code == 422
 
 
-def test_preflight_allows_the_browser_to_ask(anon: TestClient) -> None:
+def test_preflight_is_answered_for_an_origin_a_program_allows(anon: TestClient, link: Link) -> None:
     response = anon.options(
         "/v1/clicks",
         headers={
@@ -199,3 +199,15 @@ def test_preflight_allows_the_browser_to_ask(anon: TestClient) -> None:
     assert response.status_code == 204
     assert response.headers["access-control-allow-origin"] == "https://shop.acme.example"
     assert "authorization" in response.headers["access-control-allow-headers"]
+
+
+def test_preflight_from_an_origin_no_program_allows_is_refused(
+    anon: TestClient, link: Link
+) -> None:
+    response = anon.options(
+        "/v1/clicks",
+        headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"},
+    )
+    assert response.status_code == 403
+    assert response.json()["code"] == "origin_not_allowed"
+    assert "access-control-allow-origin" not in response.headers

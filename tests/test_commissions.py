@@ -279,7 +279,7 @@ def test_partners_read_only_their_own_commissions(
     own = only_commission(session, sale(session, settings, mine, 10_000))
     other = only_commission(session, sale(session, settings, theirs, 10_000))
     token = create_key(
-        session, kind="secret", scopes=["commissions:read", "commissions:write"], partner_id=mine.id
+        session, kind="secret", scopes=["commissions:read"], partner_id=mine.id
     ).token
     session.commit()
     auth = {"Authorization": f"Bearer {token}"}

@@ -51,7 +51,7 @@ def test_secret_key_binds_a_click_to_a_customer(
 def test_publishable_key_needs_an_allowed_origin(
     anon: TestClient, key_for: KeyFor, setup: dict[str, str]
 ) -> None:
-    token = key_for("events:write", program_id=setup["program"], kind="publishable")
+    token = key_for("visitors:write", program_id=setup["program"], kind="publishable")
     body = {"click_id": setup["click"], "customer_id": "user_1"}
     wrong = anon.post(
         "/v1/identify", json=body, headers={"X-API-Key": token, "Origin": "https://evil.example"}

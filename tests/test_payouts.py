@@ -186,9 +186,7 @@ def test_partners_see_only_their_own_payouts_and_cannot_run_them(
     sale(session, settings, theirs, 10_000)
     approve_all(session, program)
     run_payouts(session, program, "key_test")
-    token = create_key(
-        session, kind="secret", scopes=["payouts:read", "payouts:write"], partner_id=mine.id
-    ).token
+    token = create_key(session, kind="secret", scopes=["payouts:read"], partner_id=mine.id).token
     session.commit()
     auth = {"Authorization": f"Bearer {token}"}
     listed = client.get("/v1/payouts", headers=auth).json()["data"]

@@ -17,10 +17,11 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from openpartner.accounts.models import ApiKey
-from openpartner.accounts.scopes import PUBLISHABLE_SCOPES, SCOPES, Principal
-from openpartner.core.errors import NotFound, Unauthorized, ValidationFailed
+from openpartner.accounts.scopes import PARTNER_SCOPES, PUBLISHABLE_SCOPES, SCOPES, Principal
+from openpartner.core.errors import Conflict, Forbidden, NotFound, Unauthorized, ValidationFailed
 from openpartner.core.ids import new_id, random_token
 from openpartner.core.time import utc_now
+from openpartner.partners.models import Partner
 from openpartner.programs.models import Program
 
 TOKEN_PREFIX = {"secret": "op_sk_", "publishable": "op_pk_"}
@@ -55,18 +56,36 @@ def create_key(
     program_id: str | None = None,
     partner_id: str | None = None,
 ) -> CreatedKey:
-    unknown = sorted(set(scopes) - SCOPES)
+    """Create a key exactly as asked (the caller's right to ask is :func:`check_grant`'s)."""
+    unknown = sorted(set(scopes) - SCOPES.keys())
     if unknown:
         raise ValidationFailed(f"Unknown scopes: {', '.join(unknown)}.", code="unknown_scope")
     if kind == "publishable":
-        if is_admin or not set(scopes) <= PUBLISHABLE_SCOPES:
+        if is_admin or partner_id is not None or not set(scopes) <= PUBLISHABLE_SCOPES:
             raise ValidationFailed(
-                "Publishable keys may only hold events:write.", code="invalid_publishable_scope"
+                "Publishable keys may only hold visitors:write (record a click, identify a "
+                "visitor).",
+                code="invalid_publishable_scope",
             )
         if program_id is None:
             raise ValidationFailed(
                 "A publishable key must belong to a program.", code="program_required"
             )
+        scopes = sorted(PUBLISHABLE_SCOPES)
+    if partner_id is not None:
+        partner = session.get(Partner, partner_id)
+        if partner is None or (program_id is not None and partner.program_id != program_id):
+            raise NotFound(f"Partner {partner_id} not found.")
+        if partner.status == "revoked":
+            raise Conflict("A revoked partner cannot get keys.", code="partner_revoked")
+        extra = sorted(set(scopes) - PARTNER_SCOPES)
+        if is_admin or extra:
+            raise ValidationFailed(
+                "A partner's key may only hold "
+                f"{', '.join(sorted(PARTNER_SCOPES))}; not {', '.join(extra) or 'admin'}.",
+                code="scope_not_allowed_for_partner",
+            )
+        program_id = partner.program_id
     if program_id is not None and session.get(Program, program_id) is None:
         raise NotFound(f"Program {program_id} not found.")
     token = TOKEN_PREFIX[kind] + random_token(24)
@@ -84,6 +103,42 @@ def create_key(
     session.add(key)
     session.flush()
     return CreatedKey(key=key, token=token)
+
+
+def check_grant(
+    creator: Principal,
+    *,
+    kind: str,
+    scopes: list[str],
+    is_admin: bool,
+    program_id: str | None,
+    partner_id: str | None,
+) -> None:
+    """A key may create only keys within its own rights: no wider binding, no scope it lacks,
+    admin only from admin. Raises ``Forbidden(code="key_escalation")``."""
+    if creator.is_publishable:
+        raise Forbidden("Publishable keys cannot create keys.", code="key_escalation")
+    if creator.program_id is not None and program_id != creator.program_id:
+        raise Forbidden(
+            "A program-bound key can only create keys bound to its own program.",
+            code="key_escalation",
+        )
+    if creator.partner_id is not None and (partner_id != creator.partner_id or kind != "secret"):
+        raise Forbidden(
+            "A partner's key can only create secret keys of the same partner.",
+            code="key_escalation",
+        )
+    if creator.is_admin:
+        return
+    if is_admin:
+        raise Forbidden("Only an admin key can create an admin key.", code="key_escalation")
+    wanted = PUBLISHABLE_SCOPES if kind == "publishable" else set(scopes)
+    lacking = sorted(s for s in wanted if not creator.has(s))
+    if lacking:
+        raise Forbidden(
+            f"A key cannot grant scopes it does not hold: {', '.join(lacking)}.",
+            code="key_escalation",
+        )
 
 
 def known_principal(token: str | None, admin_api_key: str | None) -> Principal | None:
@@ -114,16 +169,31 @@ def authenticate(session: Session, token: str | None, admin_api_key: str | None)
         raise Unauthorized("Invalid API key.")
     if key.revoked_at is not None:
         raise Unauthorized("This API key has been revoked.", code="revoked_api_key")
+    origins: frozenset[str] = frozenset()
+    scopes = frozenset(key.scopes)
+    if key.partner_id is not None:
+        # Revoking a partner revokes its keys; this catches a key that slipped through (SQL).
+        status = session.scalar(sa.select(Partner.status).where(Partner.id == key.partner_id))
+        if status != "active":
+            raise Unauthorized("This API key has been revoked.", code="revoked_api_key")
+        scopes &= PARTNER_SCOPES  # whatever a row says, a partner's key holds no more
+    if key.kind == "publishable":
+        scopes = PUBLISHABLE_SCOPES
+        allowed = session.scalar(
+            sa.select(Program.allowed_origins).where(Program.id == key.program_id)
+        )
+        origins = frozenset(allowed or ())
     now = utc_now()
     if key.last_used_at is None or now - key.last_used_at > LAST_USED_RESOLUTION:
         key.last_used_at = now
     principal = Principal(
         key_id=key.id,
         kind=key.kind,
-        is_admin=key.is_admin,
-        scopes=frozenset(key.scopes),
+        is_admin=key.is_admin and key.partner_id is None and key.kind == "secret",
+        scopes=scopes,
         program_id=key.program_id,
         partner_id=key.partner_id,
+        origins=origins,
     )
     _remember(token_hash, principal, now)
     return principal
@@ -145,14 +215,66 @@ def forget_key(key_id: str) -> None:
         _key_cache.pop(token_hash, None)
 
 
-def revoke_key(session: Session, key_id: str) -> ApiKey:
-    key = session.get(ApiKey, key_id)
+def visible_keys(principal: Principal) -> sa.Select[ApiKey]:
+    """The keys ``principal`` may list and revoke: those within its own binding."""
+    return sa.select(ApiKey).where(*principal.filters(ApiKey))
+
+
+def get_visible_key(session: Session, principal: Principal, key_id: str) -> ApiKey:
+    key = session.scalar(visible_keys(principal).where(ApiKey.id == key_id))
     if key is None:
         raise NotFound(f"API key {key_id} not found.")
-    if key.revoked_at is None:
-        key.revoked_at = utc_now()
-    forget_key(key_id)
     return key
+
+
+def revoke_key(session: Session, key: ApiKey, *, env_admin: bool) -> ApiKey:
+    """Revoke ``key`` unless it is the last credential that can administer everything (an
+    unbound admin key; ``env_admin``: ``ADMIN_API_KEY`` is set and counts as one)."""
+    if key.revoked_at is None:
+        if _is_install_admin(key) and not env_admin:
+            # Locked so that two revocations at once cannot each see the other key as left.
+            others = session.scalar(
+                sa.select(sa.func.count()).select_from(
+                    sa.select(ApiKey.id)
+                    .where(
+                        ApiKey.is_admin.is_(True),
+                        ApiKey.program_id.is_(None),
+                        ApiKey.partner_id.is_(None),
+                        ApiKey.kind == "secret",
+                        ApiKey.revoked_at.is_(None),
+                        ApiKey.id != key.id,
+                    )
+                    .with_for_update()
+                    .subquery()
+                )
+            )
+            if not others:
+                raise Conflict(
+                    "This is the last active admin credential; create another admin key (or "
+                    "set ADMIN_API_KEY) before revoking it.",
+                    code="last_admin_credential",
+                )
+        key.revoked_at = utc_now()
+    forget_key(key.id)
+    return key
+
+
+def revoke_partner_keys(session: Session, partner_id: str) -> int:
+    """Revoke every live key of a partner (when the partner is revoked): at once here, within
+    :data:`KEY_CACHE_TTL` in other processes, and never again usable after reinstatement."""
+    keys = session.scalars(
+        sa.select(ApiKey).where(ApiKey.partner_id == partner_id, ApiKey.revoked_at.is_(None))
+    ).all()
+    for key in keys:
+        key.revoked_at = utc_now()
+        forget_key(key.id)
+    return len(keys)
+
+
+def _is_install_admin(key: ApiKey) -> bool:
+    return (
+        key.is_admin and key.program_id is None and key.partner_id is None and key.kind == "secret"
+    )
 
 
 def ensure_bootstrap_key(session: Session) -> str | None:

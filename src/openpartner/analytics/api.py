@@ -20,7 +20,7 @@ from openpartner.analytics.schemas import (
     RecentOut,
     TouchMixOut,
 )
-from openpartner.api.deps import AttributionRead, DbSession
+from openpartner.api.deps import AttributionRead, DbSession, OwnAnalyticsRead
 from openpartner.core.money import normalize_currency
 from openpartner.events.schemas import EVENT_TYPE_PATTERN
 from openpartner.partners.service import get_partner
@@ -121,7 +121,7 @@ def data_driven(
 def partner_analytics(
     partner_id: str,
     session: DbSession,
-    principal: AttributionRead,
+    principal: OwnAnalyticsRead,
     window: Range,
 ) -> dict[str, Any]:
     """One partner: conversions and revenue credited, share of the program's attributed revenue,

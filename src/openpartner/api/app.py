@@ -16,6 +16,9 @@ from openpartner import __version__
 from openpartner.accounts.api import router as api_keys_router
 from openpartner.analytics.api import router as analytics_router
 from openpartner.api import errors
+from openpartner.api.access import api_routes, route_access
+from openpartner.api.cors import PublishableCors
+from openpartner.api.deps import public
 from openpartner.api.limits import BodyLimit
 from openpartner.attribution.api import router as attribution_router
 from openpartner.clicks.api import router as clicks_router
@@ -32,12 +35,31 @@ from openpartner.links.api import router as links_router
 from openpartner.partners.api import router as partners_router
 from openpartner.payouts.api import router as payouts_router
 from openpartner.programs.api import router as programs_router
+from openpartner.programs.service import allowed_origins_anywhere
 from openpartner.settings import Settings, get_settings
 
 DESCRIPTION = """Partner attribution and payouts with exact money and replayable attribution.
 
 Authenticate with `Authorization: Bearer op_sk_…` or `X-API-Key: op_sk_…`.
 Errors are RFC 9457 `application/problem+json` with a stable `code`."""
+
+
+ROUTERS = (
+    programs_router,
+    partners_router,
+    links_router,
+    api_keys_router,
+    identity_router,
+    events_router,
+    deals_router,
+    coupons_router,
+    stripe_router,
+    attribution_router,
+    commissions_router,
+    payouts_router,
+    analytics_router,
+    clicks_router,
+)
 
 
 def create_app(
@@ -73,29 +95,14 @@ def create_app(
     app.state.sessionmaker = sessions or session_factory()
     app.state.events_committer = GroupCommitter(app.state.sessionmaker, settings)
     errors.install(app)
-    for router in (
-        programs_router,
-        partners_router,
-        links_router,
-        api_keys_router,
-        identity_router,
-        events_router,
-        deals_router,
-        coupons_router,
-        stripe_router,
-        attribution_router,
-        commissions_router,
-        payouts_router,
-        analytics_router,
-        clicks_router,
-    ):
+    for router in ROUTERS:
         app.include_router(router)
 
-    @app.get("/health", tags=["operations"])
+    @app.get("/health", tags=["operations"], dependencies=[public("liveness probe")])
     def health() -> dict[str, str]:
         return {"status": "ok", "version": __version__}
 
-    @app.get("/ready", tags=["operations"])
+    @app.get("/ready", tags=["operations"], dependencies=[public("readiness probe")])
     def ready(request: Request) -> JSONResponse:
         try:
             with request.app.state.sessionmaker() as session:
@@ -105,6 +112,17 @@ def create_app(
         return JSONResponse({"status": "ready", "database": "ok"})
 
     app.add_middleware(EventsFastPath)  # inside BodyLimit: the same limit applies
+
+    def load_origins() -> set[str]:
+        with app.state.sessionmaker() as session:
+            return allowed_origins_anywhere(session)
+
+    browser_paths = {
+        route.path
+        for route in api_routes(ROUTERS)
+        if any(access.publishable for access in route_access(route))
+    }
+    app.add_middleware(PublishableCors, paths=browser_paths, load_origins=load_origins)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     return app
 

@@ -9,7 +9,7 @@ its work and the commit together with :func:`run_committed`.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import anyio
 from fastapi import Depends, Request
@@ -18,6 +18,7 @@ from starlette.concurrency import run_in_threadpool
 
 from openpartner.accounts.scopes import Principal
 from openpartner.accounts.service import authenticate, known_principal
+from openpartner.api.access import Access, check
 
 T = TypeVar("T")
 
@@ -104,27 +105,51 @@ async def get_principal(request: Request) -> Principal:
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
 
 
-def require(scope: str) -> Callable[[Principal], Awaitable[Principal]]:
-    # async although it awaits nothing: see the module docstring.
-    async def dependency(principal: CurrentPrincipal) -> Principal:
-        principal.require(scope)
+def guard(access: Access) -> Callable[..., Awaitable[Principal | None]]:
+    """The dependency that enforces ``access`` (see :mod:`openpartner.api.access`)."""
+    if access.public is not None:
+
+        async def public() -> None:
+            return None
+
+        public.access = access  # type: ignore[attr-defined]
+        return public
+
+    # async although it awaits nothing but the key: see the module docstring.
+    async def dependency(request: Request, principal: CurrentPrincipal) -> Principal:
+        check(access, principal, request.headers.get("origin"))
         return principal
 
-    dependency.__name__ = f"require_{scope.replace(':', '_')}"
+    dependency.access = access  # type: ignore[attr-defined]
+    dependency.__name__ = f"allow_{(access.scope or 'admin').replace(':', '_')}"
     return dependency
 
 
-# One alias per scope, so a route declares what it needs in its signature: ``p: LinksWrite``.
-ProgramsRead = Annotated[Principal, Depends(require("programs:read"))]
-ProgramsWrite = Annotated[Principal, Depends(require("programs:write"))]
-PartnersRead = Annotated[Principal, Depends(require("partners:read"))]
-PartnersWrite = Annotated[Principal, Depends(require("partners:write"))]
-LinksRead = Annotated[Principal, Depends(require("links:read"))]
-LinksWrite = Annotated[Principal, Depends(require("links:write"))]
-EventsRead = Annotated[Principal, Depends(require("events:read"))]
-EventsWrite = Annotated[Principal, Depends(require("events:write"))]
-AttributionRead = Annotated[Principal, Depends(require("attribution:read"))]
-CommissionsRead = Annotated[Principal, Depends(require("commissions:read"))]
-CommissionsWrite = Annotated[Principal, Depends(require("commissions:write"))]
-PayoutsRead = Annotated[Principal, Depends(require("payouts:read"))]
-PayoutsWrite = Annotated[Principal, Depends(require("payouts:write"))]
+def public(reason: str) -> Any:
+    """For ``dependencies=[...]`` of a route that takes no key: says why it is open."""
+    return Depends(guard(Access(None, public=reason)))
+
+
+# One alias per policy, so a route declares who may call it in its signature: ``p: LinksWrite``.
+# "Own" aliases let partner keys in; they then see only their own rows (accounts/scopes.py).
+ProgramsRead = Annotated[Principal, Depends(guard(Access("programs:read")))]
+ProgramsWrite = Annotated[Principal, Depends(guard(Access("programs:write")))]
+PartnersRead = Annotated[Principal, Depends(guard(Access("partners:read")))]
+OwnPartnerRead = Annotated[Principal, Depends(guard(Access("partners:read", partner=True)))]
+PartnersWrite = Annotated[Principal, Depends(guard(Access("partners:write")))]
+OwnLinksRead = Annotated[Principal, Depends(guard(Access("links:read", partner=True)))]
+OwnLinksWrite = Annotated[Principal, Depends(guard(Access("links:write", partner=True)))]
+VisitorsWrite = Annotated[Principal, Depends(guard(Access("visitors:write", publishable=True)))]
+EventsRead = Annotated[Principal, Depends(guard(Access("events:read")))]
+EVENTS_WRITE = Access("events:write")
+EventsWrite = Annotated[Principal, Depends(guard(EVENTS_WRITE))]
+AttributionRead = Annotated[Principal, Depends(guard(Access("attribution:read")))]
+OwnAnalyticsRead = Annotated[Principal, Depends(guard(Access("attribution:read", partner=True)))]
+CommissionsRead = Annotated[Principal, Depends(guard(Access("commissions:read")))]
+OwnCommissionsRead = Annotated[Principal, Depends(guard(Access("commissions:read", partner=True)))]
+CommissionsWrite = Annotated[Principal, Depends(guard(Access("commissions:write")))]
+PayoutsRead = Annotated[Principal, Depends(guard(Access("payouts:read")))]
+OwnPayoutsRead = Annotated[Principal, Depends(guard(Access("payouts:read", partner=True)))]
+PayoutsWrite = Annotated[Principal, Depends(guard(Access("payouts:write")))]
+KeysRead = Annotated[Principal, Depends(guard(Access("keys:read", partner=True)))]
+KeysWrite = Annotated[Principal, Depends(guard(Access("keys:write", partner=True)))]

@@ -7,6 +7,7 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Query
 from pydantic import AwareDatetime, Field
 
+from openpartner.accounts.scopes import get_readable
 from openpartner.api.deps import AttributionRead, DbSession, ProgramsWrite
 from openpartner.api.schemas import RequestModel
 from openpartner.attribution import explain
@@ -71,12 +72,8 @@ def event_attribution(
     """Why the event's credit is what it is: touches considered and excluded (with reasons),
     model, parameters, config and engine versions, and each partner's share. With ``model``
     (and optionally ``params``, ``window_days``) it computes a what-if and writes nothing."""
-    event = session.scalar(sa.select(Event).where(Event.id == event_id))
-    if event is None:
-        raise NotFound(f"Event {event_id} not found.")
-    principal.check_program(event.program_id)
-    if principal.partner_id is not None:  # other partners' touches are in the explanation
-        principal.require_admin()
+    # Partner keys never get here (the policy), and could not read the event if they did.
+    event = get_readable(session, principal, Event, event_id)
     return _explained(session, event, model, params, window_days)
 
 

@@ -8,7 +8,6 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from openpartner.accounts.origins import check_origin
 from openpartner.accounts.scopes import Principal
 from openpartner.clicks.flags import is_bot
 from openpartner.clicks.schemas import ClickCreate
@@ -27,7 +26,6 @@ def register_click(
     principal: Principal,
     data: ClickCreate,
     *,
-    origin: str | None,
     client_ip: str,
     client_user_agent: str | None,
 ) -> dict[str, Any]:
@@ -39,7 +37,6 @@ def register_click(
     principal.check_program(link.program_id)
     principal.check_partner(link.partner_id)
     program = session.get_one(Program, link.program_id)
-    check_origin(principal, program, origin)
     if link.archived or program.archived:
         raise Gone("This link is no longer active.", code="link_archived")
     if principal.kind == "publishable":

@@ -7,7 +7,12 @@ from typing import Annotated, Any
 import sqlalchemy as sa
 from fastapi import APIRouter, Query
 
-from openpartner.api.deps import CommissionsRead, CommissionsWrite, DbSession
+from openpartner.api.deps import (
+    CommissionsRead,
+    CommissionsWrite,
+    DbSession,
+    OwnCommissionsRead,
+)
 from openpartner.api.pagination import Page, paginate
 from openpartner.commissions import review
 from openpartner.commissions.models import (
@@ -45,7 +50,6 @@ def create_rules(
 ) -> CommissionRuleVersion:
     """A new version of the program's commission rules (the complete set). Events are computed
     with the version in force at their own time."""
-    review.require_merchant(principal)
     program = get_program(session, principal, program_id)
     return create_version(session, principal, program, body)
 
@@ -58,7 +62,6 @@ def list_rules(
     limit: Limit = 50,
     cursor: Cursor = None,
 ) -> dict[str, object]:
-    review.require_merchant(principal)
     program = get_program(session, principal, program_id)
     stmt = sa.select(CommissionRuleVersion).where(CommissionRuleVersion.program_id == program.id)
     rows, has_more, next_cursor = paginate(
@@ -70,7 +73,7 @@ def list_rules(
 @router.get("/v1/commissions", response_model=Page[CommissionOut])
 def list_commissions(
     session: DbSession,
-    principal: CommissionsRead,
+    principal: OwnCommissionsRead,
     limit: Limit = 50,
     cursor: Cursor = None,
     program_id: Id = None,
@@ -101,7 +104,7 @@ def list_commissions(
 
 @router.get("/v1/commissions/{commission_id}", response_model=CommissionDetail)
 def get_commission(
-    commission_id: str, session: DbSession, principal: CommissionsRead
+    commission_id: str, session: DbSession, principal: OwnCommissionsRead
 ) -> dict[str, Any]:
     """The commission, why it is what it is (rule, base amount), its audit trail and the
     adjustments booked after it was paid."""
@@ -126,7 +129,7 @@ def get_commission(
 @router.get("/v1/adjustments", response_model=Page[AdjustmentOut])
 def list_adjustments(
     session: DbSession,
-    principal: CommissionsRead,
+    principal: OwnCommissionsRead,
     limit: Limit = 50,
     cursor: Cursor = None,
     partner_id: Id = None,

@@ -9,7 +9,7 @@ from pydantic import Field
 from sqlalchemy.orm import Session
 
 from openpartner.accounts.scopes import Principal
-from openpartner.api.deps import DbSession, PartnersRead, PartnersWrite
+from openpartner.api.deps import DbSession, OwnPartnerRead, PartnersWrite
 from openpartner.api.pagination import Page, paginate
 from openpartner.api.schemas import RequestModel, ResponseModel
 from openpartner.core.errors import Conflict
@@ -70,7 +70,7 @@ def create_promotion_code(
 @router.get("", response_model=Page[PromotionCodeOut])
 def list_promotion_codes(
     session: DbSession,
-    principal: PartnersRead,
+    principal: OwnPartnerRead,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
     partner_id: Annotated[str | None, Query(max_length=32)] = None,

@@ -8,8 +8,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from openpartner.accounts.scopes import Principal
-from openpartner.core.errors import Conflict, NotFound, ValidationFailed
+from openpartner.accounts.scopes import Principal, get_readable
+from openpartner.core.errors import Conflict, ValidationFailed
 from openpartner.core.ids import new_id
 from openpartner.core.money import normalize_currency, parse_amount
 from openpartner.core.time import ensure_utc, utc_now
@@ -48,11 +48,7 @@ def record_touchpoint(session: Session, principal: Principal, data: TouchpointIn
 
 
 def get_deal(session: Session, principal: Principal, deal_id: str) -> Deal:
-    deal = session.get(Deal, deal_id)
-    if deal is None:
-        raise NotFound(f"Deal {deal_id} not found.")
-    principal.check_program(deal.program_id)
-    return deal
+    return get_readable(session, principal, Deal, deal_id)
 
 
 def touchpoints_of(session: Session, deal: Deal) -> list[Touchpoint]:

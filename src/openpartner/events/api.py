@@ -5,10 +5,10 @@ from typing import Annotated, Any
 import sqlalchemy as sa
 from fastapi import APIRouter, Header, Query, Request
 
+from openpartner.accounts.scopes import get_readable
 from openpartner.api.deps import DbSession, EventsRead, EventsWrite, run_committed
 from openpartner.api.pagination import Page, paginate
 from openpartner.api.responses import FastJSONResponse
-from openpartner.core.errors import NotFound
 from openpartner.events import batch
 from openpartner.events.fast_path import MAX_KEY_LENGTH, ingest_one
 from openpartner.events.models import Event
@@ -81,8 +81,4 @@ def list_events(
 
 @router.get("/{event_id}", response_model=EventOut)
 def get_event(event_id: str, session: DbSession, principal: EventsRead) -> dict[str, Any]:
-    event = session.scalar(sa.select(Event).where(Event.id == event_id))
-    if event is None:
-        raise NotFound(f"Event {event_id} not found.")
-    principal.check_program(event.program_id)
-    return event.response
+    return get_readable(session, principal, Event, event_id).response

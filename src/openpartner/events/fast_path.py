@@ -26,7 +26,8 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from openpartner.accounts.scopes import Principal
-from openpartner.api.deps import get_principal
+from openpartner.api.access import check
+from openpartner.api.deps import EVENTS_WRITE, get_principal
 from openpartner.api.errors import database_problem, problem_response, validation_problem
 from openpartner.api.responses import FastJSONResponse
 from openpartner.core.errors import OpenPartnerError
@@ -80,7 +81,7 @@ async def ingest_one(
 async def _create_event(request: Request) -> Response:
     # In FastAPI's order: the key's dependency first, then the header and body together.
     principal = await get_principal(request)
-    principal.require("events:write")
+    check(EVENTS_WRITE, principal, request.headers.get("origin"))
     errors: list[dict[str, Any]] = []
     header_key = request.headers.get("idempotency-key")
     if header_key is not None and len(header_key) > MAX_KEY_LENGTH:

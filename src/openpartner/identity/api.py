@@ -2,8 +2,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
-from openpartner.accounts.origins import check_origin
-from openpartner.api.deps import DbSession, EventsWrite
+from openpartner.api.deps import DbSession, VisitorsWrite
 from openpartner.attribution.service import rederive_customer
 from openpartner.identity import service
 from openpartner.identity.schemas import IdentifyRequest, IdentifyResponse
@@ -14,14 +13,13 @@ router = APIRouter(prefix="/v1", tags=["identity"])
 
 @router.post("/identify", response_model=IdentifyResponse)
 def identify(
-    body: IdentifyRequest, request: Request, session: DbSession, principal: EventsWrite
+    body: IdentifyRequest, request: Request, session: DbSession, principal: VisitorsWrite
 ) -> dict[str, object]:
     """Bind a click id (or a visitor id carrying one) to the merchant's customer id.
 
     Server calls use a secret key with ``events:write``; browser calls use the program's
     publishable key and must come from one of the program's ``allowed_origins``."""
     program = program_for(session, principal, body.program_id)
-    check_origin(principal, program, request.headers.get("origin"))
     source = "browser" if principal.kind == "publishable" else "api"
     result = service.bind(
         session,

@@ -5,7 +5,7 @@ from typing import Annotated
 import sqlalchemy as sa
 from fastapi import APIRouter, Query
 
-from openpartner.api.deps import DbSession, PartnersRead, PartnersWrite
+from openpartner.api.deps import DbSession, OwnPartnerRead, PartnersWrite
 from openpartner.api.pagination import Page, paginate
 from openpartner.partners import service
 from openpartner.partners.models import Partner
@@ -22,7 +22,7 @@ def create_partner(body: PartnerCreate, session: DbSession, principal: PartnersW
 @router.get("", response_model=Page[PartnerOut])
 def list_partners(
     session: DbSession,
-    principal: PartnersRead,
+    principal: OwnPartnerRead,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
     program_id: Annotated[str | None, Query(max_length=32)] = None,
@@ -41,7 +41,7 @@ def list_partners(
 
 
 @router.get("/{partner_id}", response_model=PartnerOut)
-def get_partner(partner_id: str, session: DbSession, principal: PartnersRead) -> Partner:
+def get_partner(partner_id: str, session: DbSession, principal: OwnPartnerRead) -> Partner:
     return service.get_partner(session, principal, partner_id)
 
 

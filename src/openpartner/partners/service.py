@@ -4,6 +4,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from openpartner.accounts.scopes import Principal
+from openpartner.accounts.service import revoke_partner_keys
 from openpartner.core.errors import Conflict, NotFound
 from openpartner.core.ids import new_id
 from openpartner.partners.models import Partner
@@ -65,6 +66,9 @@ def update_partner(
         _ensure_email_free(session, partner.program_id, email, exclude=partner.id)
         partner.email = email
     if data.status is not None:
+        if data.status == "revoked" and partner.status != "revoked":
+            # Its keys die with it, and stay dead if the partner is reinstated.
+            revoke_partner_keys(session, partner.id)
         partner.status = data.status
     if data.metadata is not None:
         partner.metadata_ = data.metadata

@@ -8,9 +8,15 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
-from openpartner.api.deps import CommissionsRead, DbSession, PayoutsRead, PayoutsWrite
+from openpartner.api.deps import (
+    CommissionsRead,
+    DbSession,
+    OwnCommissionsRead,
+    OwnPayoutsRead,
+    PayoutsRead,
+    PayoutsWrite,
+)
 from openpartner.api.pagination import Page, paginate
-from openpartner.commissions.review import require_merchant
 from openpartner.commissions.schemas import BulkOut
 from openpartner.integrations.stripe.connect import connect_partner
 from openpartner.ledger.service import partner_balances, program_balances
@@ -41,7 +47,6 @@ Id = Annotated[str | None, Query(max_length=32)]
 def run_payouts(body: RunIn, session: DbSession, principal: PayoutsWrite) -> PayoutRun:
     """Pay every approved balance at or above the program's minimum, per partner and
     currency, with the program's provider; smaller balances are carried to the next run."""
-    require_merchant(principal)
     program = program_for(session, principal, body.program_id)
     return service.run_payouts(session, program, principal.key_id)
 
@@ -49,7 +54,7 @@ def run_payouts(body: RunIn, session: DbSession, principal: PayoutsWrite) -> Pay
 @router.get("/v1/payouts", response_model=Page[PayoutOut])
 def list_payouts(
     session: DbSession,
-    principal: PayoutsRead,
+    principal: OwnPayoutsRead,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
     program_id: Id = None,
@@ -75,7 +80,6 @@ def export_manual_payouts(
     session: DbSession, principal: PayoutsRead, program_id: Id = None, run_id: Id = None
 ) -> Response:
     """Pending manual payouts as CSV for a mass-pay tool (PayPal Payouts, Wise batch)."""
-    require_merchant(principal)
     program = program_for(session, principal, program_id)
     body = manual_payouts_csv(session, program.id, run_id=run_id)
     return Response(
@@ -89,12 +93,11 @@ def export_manual_payouts(
 def mark_paid_in_bulk(
     body: BulkMarkPaidIn, session: DbSession, principal: PayoutsWrite
 ) -> dict[str, Any]:
-    require_merchant(principal)
     return service.mark_paid_in_bulk(session, principal, body.ids, body.reference)
 
 
 @router.get("/v1/payouts/{payout_id}", response_model=PayoutDetail)
-def get_payout(payout_id: str, session: DbSession, principal: PayoutsRead) -> dict[str, Any]:
+def get_payout(payout_id: str, session: DbSession, principal: OwnPayoutsRead) -> dict[str, Any]:
     payout = service.get_payout(session, principal, payout_id)
     items = session.scalars(
         sa.select(PayoutItem).where(PayoutItem.payout_id == payout.id).order_by(PayoutItem.seq)
@@ -107,7 +110,6 @@ def mark_paid(
     payout_id: str, body: MarkPaidIn, session: DbSession, principal: PayoutsWrite
 ) -> Payout:
     """A manual payout was sent (idempotent: marking it again changes nothing)."""
-    require_merchant(principal)
     payout, _ = service.mark_paid_manually(session, principal, payout_id, body.reference)
     return payout
 
@@ -115,7 +117,6 @@ def mark_paid(
 @router.post("/v1/payouts/{payout_id}/cancel", response_model=PayoutOut)
 def cancel(payout_id: str, body: CancelIn, session: DbSession, principal: PayoutsWrite) -> Payout:
     """A manual payout will not be sent: its commissions return to the partner's balance."""
-    require_merchant(principal)
     return service.cancel_manual(session, principal, payout_id, body.reason)
 
 
@@ -147,7 +148,7 @@ def connect(
 
 @router.get("/v1/partners/{partner_id}/balance", response_model=BalancesOut)
 def partner_balance(
-    partner_id: str, session: DbSession, principal: CommissionsRead
+    partner_id: str, session: DbSession, principal: OwnCommissionsRead
 ) -> dict[str, Any]:
     """The partner's money per currency, summed from the ledger."""
     partner = get_partner(session, principal, partner_id)
@@ -159,6 +160,5 @@ def program_liability(
     program_id: str, session: DbSession, principal: CommissionsRead
 ) -> dict[str, Any]:
     """What the program owes its partners per currency (pending + approved + processing)."""
-    require_merchant(principal)
     program = get_program(session, principal, program_id)
     return {"owner_id": program.id, "balances": program_balances(session, program.id)}

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
+import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from openpartner.accounts.scopes import Principal
@@ -23,6 +24,12 @@ def get_program(session: Session, principal: Principal, program_id: str) -> Prog
     if program is None:
         raise program_not_found(program_id)
     return program
+
+
+def allowed_origins_anywhere(session: Session) -> set[str]:
+    """Every origin some live program allows (for CORS preflights, which carry no key)."""
+    rows = session.scalars(sa.select(Program.allowed_origins).where(Program.archived.is_(False)))
+    return {origin for origins in rows for origin in origins or ()}
 
 
 def create_program(session: Session, principal: Principal, data: ProgramCreate) -> Program:

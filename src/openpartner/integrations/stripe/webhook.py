@@ -11,7 +11,7 @@ import stripe
 from fastapi import APIRouter, Depends, Request
 from sqlalchemy.exc import IntegrityError
 
-from openpartner.api.deps import DbSession
+from openpartner.api.deps import DbSession, public
 from openpartner.core.errors import BadRequest
 from openpartner.integrations.stripe.client import verify_event, webhook_secrets
 from openpartner.integrations.stripe.models import StripeEvent
@@ -46,7 +46,7 @@ async def raw_body(request: Request) -> bytes:
     return await request.body()
 
 
-@router.post("/webhook")
+@router.post("/webhook", dependencies=[public("verified by its Stripe-Signature")])
 def stripe_webhook(
     request: Request, session: DbSession, payload: Annotated[bytes, Depends(raw_body)]
 ) -> dict[str, Any]:
