@@ -118,8 +118,14 @@ def replay_set_based(
         # Sorting and hashing a whole history: in memory rather than in temporary files.
         run(f"SET LOCAL work_mem = '{WORK_MEM}'")
         if not run("SELECT pg_my_temp_schema() <> 0").scalar_one():
-            # Only before the session's first temporary table (PostgreSQL refuses it after).
-            run(f"SET LOCAL temp_buffers = '{WORK_MEM}'")
+            # Only before the session's first temporary table (PostgreSQL refuses it after,
+            # even when the transaction that made it rolled back: then the check above says
+            # none and the setting is refused; the replay runs with the default buffers).
+            try:
+                with session.begin_nested():
+                    run(f"SET LOCAL temp_buffers = '{WORK_MEM}'")
+            except sa.exc.DataError:
+                pass
     else:
         register_sqlite_ids(session)
     _drop_temporaries(run, d)
