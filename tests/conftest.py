@@ -129,10 +129,15 @@ def _real_clock() -> Iterator[None]:
 
 @pytest.fixture
 def key_for(session: Session) -> object:
-    """``key_for(*scopes, program_id=None)`` -> a token with exactly those scopes."""
+    """``key_for(*scopes, program_id=None, kind=..., is_admin=False)`` -> a token with exactly
+    those scopes."""
 
-    def make(*scopes: str, program_id: str | None = None, kind: str = "secret") -> str:
-        token = make_key(session, scopes=list(scopes), program_id=program_id, kind=kind)
+    def make(
+        *scopes: str, program_id: str | None = None, kind: str = "secret", is_admin: bool = False
+    ) -> str:
+        token = make_key(
+            session, scopes=list(scopes), program_id=program_id, kind=kind, is_admin=is_admin
+        )
         session.commit()
         return token
 
