@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,8 +25,8 @@ from sqlalchemy.orm import Session
 from openpartner.accounts.models import ApiKey
 from openpartner.accounts.scopes import PARTNER_SCOPES
 from openpartner.accounts.service import create_key
-from openpartner.api.access import Access, api_routes, route_access
-from openpartner.api.app import ROUTERS
+from openpartner.api.access import Access, markdown_table, route_access
+from openpartner.api.app import route_table
 from openpartner.commissions.review import transition
 from openpartner.core.time import utc_now
 from openpartner.deals.models import Deal
@@ -167,11 +168,6 @@ ALIASES = {
 }
 
 
-def all_routes(app: FastAPI) -> list[APIRoute]:
-    own = [r for r in app.router.routes if isinstance(r, APIRoute)]
-    return own + list(api_routes(ROUTERS))
-
-
 def route_key(route: APIRoute) -> tuple[str, str]:
     (method,) = route.methods or {"GET"}
     return method, route.path
@@ -308,7 +304,7 @@ def principal_headers(session: Session, ids: dict[str, str], access: Access) -> 
 def test_every_route_declares_exactly_one_access_policy(anon: TestClient) -> None:
     app = anon.app
     assert isinstance(app, FastAPI)
-    undeclared = [route_key(r) for r in all_routes(app) if len(route_access(r)) != 1]
+    undeclared = [route_key(r) for r in route_table(app) if len(route_access(r)) != 1]
     assert undeclared == []
 
 
@@ -322,7 +318,7 @@ def test_the_route_table_is_the_whole_api(anon: TestClient) -> None:
         for path, operations in app.openapi()["paths"].items()
         for method in operations
     }
-    walked = {route_key(r) for r in all_routes(app)}
+    walked = {route_key(r) for r in route_table(app)}
     assert documented == walked
     assert walked == set(ROUTE_SAMPLES)
 
@@ -333,7 +329,7 @@ def test_route_answers_each_principal_as_its_policy_declares(
 ) -> None:
     app = anon.app
     assert isinstance(app, FastAPI)
-    (target,) = [r for r in all_routes(app) if route_key(r) == route]
+    (target,) = [r for r in route_table(app) if route_key(r) == route]
     (access,) = route_access(target)
     ids = seed(session, settings)
     method, template = ROUTE_SAMPLES[route]
@@ -390,3 +386,11 @@ def test_an_unknown_key_kind_of_row_grants_nothing_beyond_its_kind(
         f"/v1/programs/{program.id}/archive", headers={"X-API-Key": old_partner.token}
     )
     assert (archived.status_code, archived.json()["code"]) == (403, "partner_key_forbidden")
+
+
+def test_docs_show_who_may_call_each_route(anon: TestClient) -> None:
+    app = anon.app
+    assert isinstance(app, FastAPI)
+    table = markdown_table(route_table(app))
+    docs = (Path(__file__).parent.parent / "docs" / "security.md").read_text()
+    assert table in docs, f"docs/security.md must show this table:\n{table}"

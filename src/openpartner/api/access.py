@@ -101,3 +101,22 @@ def api_routes(routers: Iterable[APIRouter]) -> Iterator[APIRoute]:
         for route in router.routes:
             if isinstance(route, APIRoute):
                 yield route
+
+
+def markdown_table(routes: Iterable[APIRoute]) -> str:
+    """Who may call each route, as ``docs/security.md`` shows it (a test keeps the two equal)."""
+    lines = [
+        "| Route | Scope | Partner keys | Publishable keys |",
+        "|---|---|---|---|",
+    ]
+    rows = []
+    for route in routes:
+        (access,) = route_access(route)
+        for method in sorted(route.methods or ()):
+            scope = f"`{access.scope}`" if access.scope else "admin keys only"
+            if access.public is not None:
+                scope = f"none: {access.public}"
+            partner = "own rows" if access.partner else "no"
+            publishable = "from allowed origins" if access.publishable else "no"
+            rows.append(f"| `{method} {route.path}` | {scope} | {partner} | {publishable} |")
+    return "\n".join(lines + rows)

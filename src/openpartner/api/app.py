@@ -10,6 +10,7 @@ import anyio.to_thread
 import sqlalchemy as sa
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from sqlalchemy.orm import Session, sessionmaker
 
 from openpartner import __version__
@@ -125,6 +126,13 @@ def create_app(
     app.add_middleware(PublishableCors, paths=browser_paths, load_origins=load_origins)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     return app
+
+
+def route_table(app: FastAPI) -> list[APIRoute]:
+    """Every route of the API: the app's own and those of :data:`ROUTERS` (the access-policy
+    test holds this equal to the OpenAPI document)."""
+    own = [route for route in app.router.routes if isinstance(route, APIRoute)]
+    return own + list(api_routes(ROUTERS))
 
 
 def served_app() -> FastAPI:
