@@ -20,7 +20,7 @@ from openpartner.api import errors
 from openpartner.api.access import api_routes, route_access
 from openpartner.api.cors import PublishableCors
 from openpartner.api.deps import public
-from openpartner.api.limits import BodyLimit
+from openpartner.api.limits import BodyLimit, InputGuard
 from openpartner.attribution.api import router as attribution_router
 from openpartner.clicks.api import router as clicks_router
 from openpartner.commissions.api import router as commissions_router
@@ -112,7 +112,9 @@ def create_app(
             return JSONResponse({"status": "unavailable", "database": "unreachable"}, 503)
         return JSONResponse({"status": "ready", "database": "ok"})
 
-    app.add_middleware(EventsFastPath)  # inside BodyLimit: the same limit applies
+    app.add_middleware(EventsFastPath)  # inside BodyLimit and InputGuard: the same limits apply
+    # Inside the CORS layer: a browser can read the refusal.
+    app.add_middleware(InputGuard)
 
     def load_origins() -> set[str]:
         with app.state.sessionmaker() as session:

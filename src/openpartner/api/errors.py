@@ -74,6 +74,15 @@ def install(app: FastAPI) -> None:
         return problem_response(database_problem(exc, request.url.path), request)
 
 
+INPUT_LIMITS = {
+    "control_character": "A text holds a control character.",
+    "nesting_too_deep": "The request is nested too deeply.",
+    "timestamp_out_of_range": "A timestamp is out of range.",
+}
+"""Field error types of the input rules (api/schemas.py): a request refused by one rule only
+is answered with that rule as its ``code``."""
+
+
 def validation_problem(errors: Sequence[Any]) -> OpenPartnerError:
     """A request that failed validation: ``errors`` as pydantic (and FastAPI) report them."""
     fields = _field_errors(errors)
@@ -81,6 +90,9 @@ def validation_problem(errors: Sequence[Any]) -> OpenPartnerError:
         return BadRequest(
             "The request body is not valid JSON.", code="malformed_json", errors=fields
         )
+    kinds = {e["type"] for e in fields}
+    if len(kinds) == 1 and (kind := kinds.pop()) in INPUT_LIMITS:
+        return ValidationFailed(INPUT_LIMITS[kind], code=kind, errors=fields)
     return ValidationFailed("The request is not valid.", errors=fields)
 
 

@@ -5,11 +5,11 @@ from typing import Annotated, Any
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Query
-from pydantic import AwareDatetime, Field
+from pydantic import Field
 
 from openpartner.accounts.scopes import get_readable
 from openpartner.api.deps import AttributionRead, DbSession, ProgramsWrite
-from openpartner.api.schemas import RequestModel
+from openpartner.api.schemas import RequestModel, Timestamp
 from openpartner.attribution import explain
 from openpartner.attribution.replay import replay
 from openpartner.core.errors import NotFound, ValidationFailed
@@ -103,7 +103,7 @@ class ReplayIn(RequestModel):
     model: AttributionModelName
     params: dict[str, Any] = Field(default_factory=dict, max_length=16)
     window_days: int | None = Field(default=None, ge=1, le=365)
-    since: AwareDatetime | None = Field(default=None, strict=False)
+    since: Timestamp | None = None
     dry_run: bool = True
 
 

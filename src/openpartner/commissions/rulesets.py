@@ -25,7 +25,11 @@ def _rule(session: Session, program: Program, index: int, data: RuleIn) -> Rule:
     amount = None
     if data.kind == "flat":
         currency = normalize_currency(data.currency or program.currency)
-        amount = parse_amount(data.amount, currency) if data.amount is not None else None
+        amount = (
+            parse_amount(data.amount, currency, [*loc, "amount"])
+            if data.amount is not None
+            else None
+        )
     elif data.amount is not None or data.currency is not None:
         currency, amount = data.currency or "", 0  # reported as a problem below
     if data.event_type == "refund":

@@ -3,9 +3,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import AwareDatetime, Field
+from pydantic import Field
 
-from openpartner.api.schemas import RequestModel, ResponseModel
+from openpartner.api.schemas import FreeText, RequestModel, ResponseModel, Timestamp
 from openpartner.events.schemas import EVENT_TYPE_PATTERN
 
 CommissionStatus = Literal["pending", "approved", "paid", "reversed", "held"]
@@ -28,7 +28,7 @@ class RuleIn(RequestModel):
 
 
 class RuleSetIn(RequestModel):
-    effective_from: AwareDatetime | None = Field(default=None, strict=False)
+    effective_from: Timestamp | None = None
     """When this version takes effect (default: now); events are computed with the version in
     force at their own time."""
     rules: list[RuleIn] = Field(max_length=500)
@@ -94,12 +94,12 @@ class CommissionDetail(CommissionOut):
 
 
 class ReasonIn(RequestModel):
-    reason: str = Field(min_length=1, max_length=1000)
+    reason: FreeText = Field(min_length=1, max_length=1000)
 
 
 class BulkIn(RequestModel):
     ids: list[str] = Field(min_length=1, max_length=500)
-    reason: str | None = Field(default=None, min_length=1, max_length=1000)
+    reason: FreeText | None = Field(default=None, min_length=1, max_length=1000)
 
 
 class BulkItem(ResponseModel):

@@ -3,9 +3,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import AliasChoices, AwareDatetime, Field
+from pydantic import AliasChoices, Field
 
-from openpartner.api.schemas import Metadata, RequestModel, ResponseModel
+from openpartner.api.schemas import Metadata, RequestModel, ResponseModel, Timestamp
 from openpartner.programs.schemas import AttributionModelName
 
 TouchpointType = Literal["referral", "intro", "demo", "support", "closer", "other"]
@@ -16,7 +16,7 @@ class TouchpointIn(RequestModel):
     type: TouchpointType
     deal_id: str | None = Field(default=None, max_length=32)
     customer_id: str | None = Field(default=None, max_length=255)
-    occurred_at: AwareDatetime | None = Field(default=None, strict=False)
+    occurred_at: Timestamp | None = None
     metadata: Metadata = Field(default_factory=dict)
 
 
@@ -39,7 +39,7 @@ class DealIn(RequestModel):
     customer_id: str | None = Field(default=None, max_length=255)
     amount: int | str | None = None
     currency: str | None = Field(default=None, pattern=r"^[A-Za-z]{3}$")
-    closed_at: AwareDatetime | None = Field(default=None, strict=False)
+    closed_at: Timestamp | None = None
     model: AttributionModelName | None = None
     metadata: Metadata = Field(default_factory=dict)
 
@@ -47,7 +47,7 @@ class DealIn(RequestModel):
 class DealClose(RequestModel):
     amount: int | str
     currency: str | None = Field(default=None, pattern=r"^[A-Za-z]{3}$")
-    closed_at: AwareDatetime | None = Field(default=None, strict=False)
+    closed_at: Timestamp | None = None
     model: AttributionModelName | None = None
 
 

@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 from sqlalchemy.orm import Session
 
+from openpartner.api.errors import validation_problem
 from openpartner.core.errors import OpenPartnerError
 from openpartner.events import service
 from openpartner.events.program_rules import Known
@@ -41,15 +42,13 @@ def ingest_batch(
             program = program_for_item(body.program_id)
             key = service.idempotency_key(body, None)
         except ValidationError as exc:
+            problem = validation_problem(exc.errors())
             results[index] = {
                 "index": index,
                 "status": "rejected",
-                "code": "validation_error",
+                "code": problem.code,
                 "detail": "The event is not valid.",
-                "errors": [
-                    {"loc": [str(p) for p in e["loc"]], "msg": e["msg"], "type": e["type"]}
-                    for e in exc.errors()
-                ],
+                "errors": problem.errors,
             }
             continue
         except OpenPartnerError as exc:

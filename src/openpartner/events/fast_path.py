@@ -9,6 +9,9 @@ So this middleware answers that one route itself, with the same parts: the key t
 validates it (JSON decoded, then the model, errors located under ``body``), errors rendered by
 :mod:`openpartner.api.errors`, the event ingested by the group committer.
 
+Paths, query strings and the depth of the JSON are checked before this runs, by
+``api/limits.py``'s ``InputGuard``, for this route and every other alike.
+
 The route stays declared in ``events/api.py``: it is what the OpenAPI document shows, it serves
 a body sent with a content type other than JSON or in no Unicode encoding (FastAPI's rules for
 those are not worth copying), and tests hold the two to the same answers.
@@ -23,12 +26,13 @@ from pydantic import TypeAdapter, ValidationError
 from sqlalchemy.exc import IntegrityError, OperationalError
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from openpartner.accounts.scopes import Principal
 from openpartner.api.access import check
 from openpartner.api.deps import EVENTS_WRITE, get_principal
 from openpartner.api.errors import database_problem, problem_response, validation_problem
+from openpartner.api.limits import is_json, replay
 from openpartner.api.responses import FastJSONResponse
 from openpartner.core.errors import OpenPartnerError
 from openpartner.events import service
@@ -49,7 +53,7 @@ class EventsFastPath:
             scope["type"] == "http"
             and scope["path"] == PATH
             and scope["method"] == "POST"
-            and _is_json(scope)
+            and is_json(scope)
         ):
             await self.app(scope, receive, send)
             return
@@ -62,7 +66,7 @@ class EventsFastPath:
             response = problem_response(database_problem(exc, PATH), request)
         except _NotJson as exc:
             # Rare enough to leave to FastAPI, with the body it would have read.
-            await self.app(scope, _replay(exc.body), send)
+            await self.app(scope, replay(exc.body), send)
             return
         await response(scope, receive, send)
 
@@ -119,25 +123,3 @@ async def _create_event(request: Request) -> Response:
 class _NotJson(Exception):
     def __init__(self, body: bytes) -> None:
         self.body = body
-
-
-def _replay(body: bytes) -> Receive:
-    """A ``receive`` that hands the app the body already read."""
-
-    async def receive() -> Message:
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    return receive
-
-
-def _is_json(scope: Scope) -> bool:
-    """No content type, or a JSON one: what FastAPI decodes as JSON."""
-    name: bytes
-    value: bytes
-    for name, value in scope["headers"]:
-        if name == b"content-type":
-            media = value.split(b";", 1)[0].strip().lower()
-            return media == b"application/json" or (
-                media.startswith(b"application/") and media.endswith(b"+json")
-            )
-    return True

@@ -1,11 +1,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
-from pydantic import AwareDatetime, Field
+from pydantic import Field
 
-from openpartner.api.schemas import Metadata, RequestModel, ResponseModel
+from openpartner.api.schemas import Metadata, RequestModel, ResponseModel, Timestamp
 
 EVENT_TYPE_PATTERN = r"^[a-z][a-z0-9_.-]{0,63}$"
 
@@ -18,7 +18,7 @@ class EventIn(RequestModel):
     amount: int | str | None = Field(default=None)
     """Minor units (``1999``) or an exact decimal string (``"19.99"``)."""
     currency: str | None = Field(default=None, pattern=r"^[A-Za-z]{3}$")
-    occurred_at: AwareDatetime | None = Field(default=None, strict=False)
+    occurred_at: Timestamp | None = None
     external_id: str | None = Field(default=None, min_length=1, max_length=255)
     """The idempotency key (or send the ``Idempotency-Key`` header)."""
     refund_of: str | None = Field(default=None, max_length=255)
@@ -31,6 +31,8 @@ class EventIn(RequestModel):
 class BatchIn(RequestModel):
     events: list[dict[str, Any]] = Field(min_length=1, max_length=1000)
     """Each item is an event as for ``POST /v1/events``, with its own ``external_id``."""
+
+    checked_per_item: ClassVar[frozenset[str]] = frozenset({"events"})
 
 
 class CreditOut(ResponseModel):

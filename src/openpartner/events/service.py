@@ -31,6 +31,7 @@ from openpartner.commissions.service import programs_with_commissions, sync_even
 from openpartner.core.errors import Conflict, NotFound, OpenPartnerError, ValidationFailed
 from openpartner.core.ids import new_id, new_ids
 from openpartner.core.money import normalize_currency, parse_amount
+from openpartner.core.text import bad_character
 from openpartner.core.time import ensure_utc, utc_now
 from openpartner.db import bulk
 from openpartner.deals.models import Deal
@@ -44,8 +45,6 @@ from openpartner.settings import Settings
 _DATETIME: TypeAdapter[datetime] = TypeAdapter(datetime)
 _JSON_OBJECT: TypeAdapter[dict[str, Any]] = TypeAdapter(dict[str, Any])
 _EVENTS = cast(sa.Table, Event.__table__)
-MAX_AMOUNT = 2**63 - 1
-"""Amounts are stored as BIGINT; a larger one is refused rather than failing the insert."""
 
 
 @dataclass(frozen=True)
@@ -108,6 +107,10 @@ def idempotency_key(body: EventIn, header: str | None) -> str:
         )
     if len(key) > 255:
         raise ValidationFailed("The idempotency key is too long.", code="idempotency_key_too_long")
+    if bad := bad_character(key):  # the header's (the body's was checked with the body)
+        raise ValidationFailed(
+            f"The idempotency key holds the character {bad}.", code="control_character"
+        )
     return key
 
 
@@ -347,8 +350,6 @@ def build(
             raise ValidationFailed(
                 "Amounts are not negative; send a refund.", code="invalid_amount"
             )
-        if amount > MAX_AMOUNT:
-            raise ValidationFailed("The amount is too large.", code="invalid_amount")
     elif body.type == "sale":
         raise ValidationFailed(
             "A sale needs an amount.",

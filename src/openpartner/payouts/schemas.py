@@ -5,7 +5,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from openpartner.api.schemas import RequestModel, ResponseModel
+from openpartner.api.schemas import FreeText, RequestModel, ResponseModel
 
 PayoutStatus = Literal["pending", "processing", "paid", "failed"]
 
@@ -67,7 +67,7 @@ class BulkMarkPaidIn(RequestModel):
 
 
 class CancelIn(RequestModel):
-    reason: str = Field(min_length=1, max_length=1000)
+    reason: FreeText = Field(min_length=1, max_length=1000)
 
 
 class ConnectIn(RequestModel):

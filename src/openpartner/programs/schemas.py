@@ -6,6 +6,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AliasChoices, Field
 
 from openpartner.api.schemas import Metadata, RequestModel, ResponseModel
+from openpartner.core.money import MAX_AMOUNT
 
 AttributionModelName = Literal[
     "last_click", "first_click", "linear", "partner_equal", "position", "time_decay", "role_based"
@@ -14,7 +15,10 @@ ParamName = Field(default=None, pattern=r"^[A-Za-z0-9_-]{1,64}$")
 PayoutSchedule = Literal["manual", "weekly", "biweekly", "monthly"]
 PayoutProvider = Literal["manual", "stripe"]
 PayoutMinimums = Annotated[
-    dict[Annotated[str, Field(pattern=r"^[A-Za-z]{3}$")], Annotated[int, Field(ge=0)]],
+    dict[
+        Annotated[str, Field(pattern=r"^[A-Za-z]{3}$")],
+        Annotated[int, Field(ge=0, le=MAX_AMOUNT)],
+    ],
     Field(max_length=50),
 ]
 """Smallest payout per currency, in minor units: ``{"USD": 5000}``."""
