@@ -23,6 +23,7 @@ from openpartner.analytics.revenue import (
 from openpartner.analytics.service import REVENUE_BASIS
 from openpartner.attribution.records import AttributionRow
 from openpartner.core.ratios import ratio
+from openpartner.db.sums import combine, money_sum
 from openpartner.events.models import Event
 from openpartner.partners.models import Partner
 
@@ -61,14 +62,14 @@ def partner_analytics(
             months[month_of(share.at)][1].add_refund(share.currency, share.amount)
             total.add_refund(share.currency, share.amount)
     credited_sales = session.execute(
-        sa.select(AttributionRow.currency, sa.func.sum(AttributionRow.amount))
+        sa.select(AttributionRow.currency, *money_sum(AttributionRow.amount))
         .join(Event, Event.id == AttributionRow.event_id)
         .where(*in_range(program_id, period), Event.type == SALE)
         .group_by(AttributionRow.currency)
     )
-    for currency, amount in credited_sales:
+    for currency, high, low in credited_sales:
         if currency is not None:
-            program_net[currency] += int(amount or 0)
+            program_net[currency] += combine(high, low)
     counts = {t: len(ids) for t, ids in sorted(by_type.items())}
     return {
         "partner_id": partner.id,

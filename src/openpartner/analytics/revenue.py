@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from openpartner.analytics.period import Period
 from openpartner.attribution.records import AttributionRow
 from openpartner.core.money import split
+from openpartner.db.sums import combine, money_sum
 from openpartner.events.models import Event
 
 REFUND = "refund"
@@ -120,7 +121,7 @@ def partner_revenue(
     """Credited revenue per partner (every partner of the program, or just ``partner_id``)."""
     stmt = (
         sa.select(
-            AttributionRow.partner_id, AttributionRow.currency, sa.func.sum(AttributionRow.amount)
+            AttributionRow.partner_id, AttributionRow.currency, *money_sum(AttributionRow.amount)
         )
         .join(Event, Event.id == AttributionRow.event_id)
         .where(*in_range(program_id, period), Event.type == SALE)
@@ -129,8 +130,8 @@ def partner_revenue(
     if partner_id is not None:
         stmt = stmt.where(AttributionRow.partner_id == partner_id)
     out: dict[str, ByCurrency] = defaultdict(ByCurrency)
-    for pid, currency, total in session.execute(stmt):
-        out[pid].add_sale(currency, int(total or 0))
+    for pid, currency, high, low in session.execute(stmt):
+        out[pid].add_sale(currency, combine(high, low))
     for share in credited_refunds(session, program_id, period):
         if partner_id is None or share.partner_id == partner_id:
             out[share.partner_id].add_refund(share.currency, share.amount)

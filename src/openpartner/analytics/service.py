@@ -28,6 +28,7 @@ from openpartner.analytics.revenue import (
 from openpartner.attribution.records import AttributionRow
 from openpartner.core.errors import Forbidden
 from openpartner.core.ratios import fraction_str
+from openpartner.db.sums import combine, money_sum
 from openpartner.events.models import Event
 from openpartner.partners.models import Partner
 from openpartner.programs.models import Program
@@ -67,23 +68,23 @@ def _revenue(
     revenue = ByCurrency()
     counts: dict[str, int] = {}
     sales = session.execute(
-        sa.select(Event.currency, sa.func.count(), sa.func.sum(Event.amount))
+        sa.select(Event.currency, sa.func.count(), *money_sum(Event.amount))
         .where(*in_range(program_id, period), Event.type == SALE)
         .where(*([_attributed()] if attributed else []))
         .group_by(Event.currency)
     )
-    for currency, n, total in sales:
-        revenue.add_sale(currency, int(total or 0))
+    for currency, n, high, low in sales:
+        revenue.add_sale(currency, combine(high, low))
         if currency is not None:
             counts[currency] = int(n)
     refunds = session.execute(
-        sa.select(Event.currency, sa.func.sum(Event.amount))
+        sa.select(Event.currency, *money_sum(Event.amount))
         .where(*in_range(program_id, period), Event.type == REFUND)
         .where(*([_attributed(Event.refund_of)] if attributed else []))
         .group_by(Event.currency)
     )
-    for currency, total in refunds:
-        revenue.add_refund(currency, int(total or 0))
+    for currency, high, low in refunds:
+        revenue.add_refund(currency, combine(high, low))
     return revenue, counts
 
 
@@ -220,11 +221,11 @@ def recent_conversions(session: Session, program: Program, limit: int) -> dict[s
         entry[0] += amount
         entry[1] += Fraction(weight)
     refunds = session.execute(
-        sa.select(Event.refund_of, sa.func.sum(Event.amount))
+        sa.select(Event.refund_of, *money_sum(Event.amount))
         .where(Event.type == REFUND, Event.refund_of.in_(ids))
         .group_by(Event.refund_of)
     )
-    refunded = {sale_id: int(total or 0) for sale_id, total in refunds}
+    refunded = {sale_id: combine(high, low) for sale_id, high, low in refunds}
     names = partner_names(session, (p for c in credits.values() for p in c))
     return {
         "program_id": program.id,

@@ -34,6 +34,7 @@ from openpartner.attribution.service import (
 from openpartner.attribution.set_replay import Steps, covers, replay_set_based
 from openpartner.commissions.service import programs_with_commissions, sync_events
 from openpartner.db.bulk import is_postgresql, one_of
+from openpartner.db.sums import combine, money_sum
 from openpartner.deals.models import Deal
 from openpartner.events.models import Event
 from openpartner.programs.models import Program
@@ -239,14 +240,14 @@ def _replay_chunk(
     currency_of = {e.id: e.currency for e in events}
     rows = session.execute(
         sa.select(
-            AttributionRow.event_id, AttributionRow.partner_id, sa.func.sum(AttributionRow.amount)
+            AttributionRow.event_id, AttributionRow.partner_id, *money_sum(AttributionRow.amount)
         )
         .where(one_of(AttributionRow.event_id, "ids", pg))
         .group_by(AttributionRow.event_id, AttributionRow.partner_id),
         {"ids": ids},
     )
-    for event_id, partner_id, amount in rows:
-        current[event_id][partner_id] = int(amount)
+    for event_id, partner_id, high, low in rows:
+        current[event_id][partner_id] = combine(high, low)
     derived = attribute(session, events, rules)
     changed: list[str] = []
     for event, new_rows in zip(events, derived, strict=True):

@@ -58,6 +58,7 @@ from openpartner.attribution.two_backends import TwoBackends
 from openpartner.core.time import utc_now
 from openpartner.db.base import UTCDateTime
 from openpartner.db.bulk import is_postgresql
+from openpartner.db.sums import combine, money_sum_sql
 
 SET_BASED_MODELS: Final = frozenset({"last_click", "first_click", "linear", "partner_equal"})
 TEMPORARY_TABLES: Final = (
@@ -160,10 +161,11 @@ def replay_set_based(
         run("ANALYZE replay_rows")
     _compare(run, d, scope)
     for row in run(
-        """SELECT partner_id, currency, sum(coalesce(current, 0)), sum(coalesce(replayed, 0))
+        f"""SELECT partner_id, currency, {money_sum_sql("coalesce(current, 0)")},
+                  {money_sum_sql("coalesce(replayed, 0)")}
            FROM replay_changed GROUP BY partner_id, currency"""
     ):
-        add_diff(row[0], row[1], int(row[2]), int(row[3]))
+        add_diff(row[0], row[1], combine(row[2], row[3]), combine(row[4], row[5]))
     changed = int(run("SELECT count(*) FROM replay_verdict WHERE moved = 1").scalar_one())
     changed_ids = (
         list(run("SELECT event_id FROM replay_verdict WHERE moved = 1").scalars())

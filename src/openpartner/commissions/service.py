@@ -34,6 +34,7 @@ from openpartner.commissions.rules import Earning, Rule, Share, after_refunds, e
 from openpartner.commissions.rulesets import version_at
 from openpartner.core.ids import new_id
 from openpartner.core.time import utc_now
+from openpartner.db.sums import combine, money_sum
 from openpartner.events.models import Event
 from openpartner.ledger import accounts
 from openpartner.ledger.service import Refs, move
@@ -134,12 +135,12 @@ def _first_at(session: Session, event: Event) -> datetime | None:
 
 
 def _refunded(session: Session, sale_id: str) -> int:
-    total = session.scalar(
-        sa.select(sa.func.coalesce(sa.func.sum(Event.amount), 0)).where(
+    row = session.execute(
+        sa.select(*money_sum(Event.amount)).where(
             Event.refund_of == sale_id, Event.type == "refund"
         )
-    )
-    return int(total or 0)
+    ).one()
+    return combine(*row)
 
 
 def refs(commission: Commission, actor: str, *, event_id: str | None = None) -> Refs:
@@ -215,12 +216,10 @@ def _create(
 
 
 def adjustments_total(session: Session, commission_id: str) -> int:
-    total = session.scalar(
-        sa.select(sa.func.coalesce(sa.func.sum(Adjustment.amount), 0)).where(
-            Adjustment.commission_id == commission_id
-        )
-    )
-    return int(total or 0)
+    row = session.execute(
+        sa.select(*money_sum(Adjustment.amount)).where(Adjustment.commission_id == commission_id)
+    ).one()
+    return combine(*row)
 
 
 def _reconcile(

@@ -34,6 +34,7 @@ from openpartner.core.money import normalize_currency, parse_amount
 from openpartner.core.text import bad_character
 from openpartner.core.time import ensure_utc, utc_now
 from openpartner.db import bulk
+from openpartner.db.sums import combine, money_sum
 from openpartner.deals.models import Deal
 from openpartner.events.models import Event
 from openpartner.events.program_rules import Known
@@ -409,12 +410,12 @@ def _sale_for_refund(session: Session, program_id: str, ref: str | None) -> Even
 
 
 def _refunded(session: Session, sale_id: str) -> int:
-    total = session.scalar(
-        sa.select(sa.func.coalesce(sa.func.sum(Event.amount), 0)).where(
+    row = session.execute(
+        sa.select(*money_sum(Event.amount)).where(
             Event.refund_of == sale_id, Event.type == "refund"
         )
-    )
-    return int(total or 0)
+    ).one()
+    return combine(*row)
 
 
 def render(event: NewEvent, credits: Sequence[dict[str, Any]]) -> dict[str, Any]:

@@ -22,6 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from openpartner.commissions.models import Adjustment, Commission
+from openpartner.db.sums import combine, is_nonzero, money_sum
 from openpartner.ledger import accounts
 from openpartner.ledger.models import LedgerEntry
 from openpartner.payouts.models import Payout, PayoutItem
@@ -63,12 +64,13 @@ def check_books(session: Session) -> Report:
 
 
 def _transactions(session: Session) -> list[Problem]:
+    total = money_sum(LedgerEntry.amount)
     problems = [
-        Problem("unbalanced_transaction", f"{txn} sums to {total} {currency}")
-        for txn, currency, total in session.execute(
-            sa.select(LedgerEntry.txn_id, LedgerEntry.currency, sa.func.sum(LedgerEntry.amount))
+        Problem("unbalanced_transaction", f"{txn} sums to {combine(high, low)} {currency}")
+        for txn, currency, high, low in session.execute(
+            sa.select(LedgerEntry.txn_id, LedgerEntry.currency, *total)
             .group_by(LedgerEntry.txn_id, LedgerEntry.currency)
-            .having(sa.func.sum(LedgerEntry.amount) != 0)
+            .having(is_nonzero(*total))
         )
     ]
     for account, kind in session.execute(
@@ -82,22 +84,22 @@ def _transactions(session: Session) -> list[Problem]:
 def _sums(session: Session, column: Any) -> dict[tuple[str, str], int]:
     """Entry totals per (``column`` value, account)."""
     rows = session.execute(
-        sa.select(column, LedgerEntry.account, sa.func.sum(LedgerEntry.amount))
+        sa.select(column, LedgerEntry.account, *money_sum(LedgerEntry.amount))
         .where(column.is_not(None))
         .group_by(column, LedgerEntry.account)
     )
-    return {(ref, account): int(total) for ref, account, total in rows}
+    return {(ref, account): combine(high, low) for ref, account, high, low in rows}
 
 
 def _commissions(session: Session, commissions: list[Commission]) -> list[Problem]:
     problems = []
     # Commission-level entries only: adjustments carry their own id and are checked apart.
     rows = session.execute(
-        sa.select(LedgerEntry.commission_id, LedgerEntry.account, sa.func.sum(LedgerEntry.amount))
+        sa.select(LedgerEntry.commission_id, LedgerEntry.account, *money_sum(LedgerEntry.amount))
         .where(LedgerEntry.commission_id.is_not(None), LedgerEntry.adjustment_id.is_(None))
         .group_by(LedgerEntry.commission_id, LedgerEntry.account)
     )
-    sums = {(ref, account): int(total) for ref, account, total in rows}
+    sums = {(ref, account): combine(high, low) for ref, account, high, low in rows}
     for c in commissions:
         live = 0 if c.status == "reversed" else c.amount
         expected = {
@@ -181,13 +183,13 @@ def _balances(
         if p.paid_at is not None:
             want[(p.partner_id, p.currency, accounts.CASH)] -= p.amount - p.amount_reversed
     got: dict[Key, int] = {
-        (partner, currency, account): int(total)
-        for partner, currency, account, total in session.execute(
+        (partner, currency, account): combine(high, low)
+        for partner, currency, account, high, low in session.execute(
             sa.select(
                 LedgerEntry.partner_id,
                 LedgerEntry.currency,
                 LedgerEntry.account,
-                sa.func.sum(LedgerEntry.amount),
+                *money_sum(LedgerEntry.amount),
             )
             .where(LedgerEntry.account != accounts.EXPENSE)
             .group_by(LedgerEntry.partner_id, LedgerEntry.currency, LedgerEntry.account)

@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from openpartner.core.ids import new_id
+from openpartner.db.sums import combine, money_sum
 from openpartner.ledger import accounts
 from openpartner.ledger.models import LedgerEntry
 
@@ -82,13 +83,13 @@ class Balance:
 
 def _sums(session: Session, *where: sa.ColumnElement[bool]) -> dict[str, dict[str, int]]:
     rows = session.execute(
-        sa.select(LedgerEntry.currency, LedgerEntry.account, sa.func.sum(LedgerEntry.amount))
+        sa.select(LedgerEntry.currency, LedgerEntry.account, *money_sum(LedgerEntry.amount))
         .where(*where)
         .group_by(LedgerEntry.currency, LedgerEntry.account)
     )
     out: dict[str, dict[str, int]] = defaultdict(dict)
-    for currency, account, total in rows:
-        out[currency][account] = int(total or 0)
+    for currency, account, high, low in rows:
+        out[currency][account] = combine(high, low)
     return out
 
 

@@ -2,7 +2,8 @@
 
 A run claims every approved, unclaimed commission and adjustment of a program, groups them per
 partner and currency, and makes one payout per group whose total reaches the program's minimum
-(smaller balances stay where they are, for the next run). Claiming takes row locks, so two runs
+(smaller balances stay where they are, for the next run; a total too large for one BIGINT is
+paid as several payouts). Claiming takes row locks, so two runs
 at once never claim the same commission: the second waits, then finds the rows claimed.
 
     pending (manual) ──mark paid──► paid
@@ -33,6 +34,8 @@ from openpartner.programs.models import Program
 from openpartner.worker.queue import enqueue
 
 PROVIDERS = ("manual", "stripe")
+MAX_PAYOUT = 2**63 - 1
+"""A payout's amount is one BIGINT (each item is at most ``core.money.MAX_AMOUNT``)."""
 TRANSFER_JOB = "payouts.transfer"
 
 
@@ -101,14 +104,31 @@ def run_payouts(
         if provider == "stripe" and partner_id not in destinations:
             carried.append({**money, "reason": "not_connected"})
             continue
-        payout = _claim(session, run, program, partner_id, currency, items, actor)
-        payout.destination = destinations.get(partner_id)
-        if provider == "stripe":
-            enqueue(session, TRANSFER_JOB, {"payout_id": payout.id})
-        made.append({**money, "payout_id": payout.id})
+        for part in _parts(items):
+            payout = _claim(session, run, program, partner_id, currency, part, actor)
+            payout.destination = destinations.get(partner_id)
+            if provider == "stripe":
+                enqueue(session, TRANSFER_JOB, {"payout_id": payout.id})
+            made.append({**money, "amount": payout.amount, "payout_id": payout.id})
     run.summary = {"payouts": made, "carried": carried}
     session.flush()
     return run
+
+
+def _parts(items: list[Commission | Adjustment]) -> list[list[Commission | Adjustment]]:
+    """``items`` in groups that each sum to at most :data:`MAX_PAYOUT`: one payout each. Almost
+    always one group; a balance too large for one BIGINT is paid as several payouts rather than
+    failing the run. Negative items (adjustments) go in the first group, so no group's total is
+    negative when the whole is not."""
+    parts: list[list[Commission | Adjustment]] = [[]]
+    total = 0
+    for item in sorted(items, key=lambda i: i.amount >= 0):  # stable: negatives first
+        if parts[-1] and total + item.amount > MAX_PAYOUT:
+            parts.append([])
+            total = 0
+        parts[-1].append(item)
+        total += item.amount
+    return parts
 
 
 def _destinations(session: Session, partner_ids: set[str]) -> dict[str, str]:

@@ -23,6 +23,7 @@ from openpartner.clicks.models import Click
 from openpartner.core.errors import OpenPartnerError
 from openpartner.core.time import utc_now
 from openpartner.coupons.models import PromotionCode
+from openpartner.db.sums import combine, money_sum
 from openpartner.events.models import Event
 from openpartner.events.schemas import EventIn
 from openpartner.events.service import ingest
@@ -179,15 +180,12 @@ def _charge_refunded(session: Session, event: dict[str, Any], obj: dict[str, Any
     )
     if sale is None:
         return
-    refunded_before = (
-        session.scalar(
-            sa.select(sa.func.coalesce(sa.func.sum(Event.amount), 0)).where(
-                Event.refund_of == sale.id
-            )
-        )
-        or 0
+    refunded_before = combine(
+        *session.execute(
+            sa.select(*money_sum(Event.amount)).where(Event.refund_of == sale.id)
+        ).one()
     )
-    newly = int(obj.get("amount_refunded") or 0) - int(refunded_before)
+    newly = int(obj.get("amount_refunded") or 0) - refunded_before
     if newly <= 0:
         return
     program = session.get_one(Program, sale.program_id)
