@@ -74,6 +74,26 @@ BAD_REQUESTS: dict[str, Callable[[str], dict[str, Any]]] = {
         "content_type": "application/merge-patch+json",
     },
     "bytes that are not UTF-8": lambda p: {"content": b'{"type": "\xff"}', "key": "k-7"},
+    "an exponent amount": lambda p: {"json": {**sale(p), "amount": "1e999997"}, "key": "k-8"},
+    "an amount above the maximum": lambda p: {"json": {**sale(p), "amount": 2**63}, "key": "k-9"},
+    "a NUL in customer_id": lambda p: {"json": {**sale(p), "customer_id": "c\x00"}, "key": "k10"},
+    "a NUL in a metadata key": lambda p: {"json": {**sale(p), "metadata": {"\x00": 1}}},
+    "a lone surrogate": lambda p: {"content": b'{"type": "sale", "customer_id": "\\ud800"}'},
+    "a year-1 timestamp with an offset": lambda p: {
+        "json": {**sale(p), "occurred_at": "0001-01-01T00:00:00+01:00"},
+        "key": "k11",
+    },
+    "metadata nested 33 deep": lambda p: {
+        "json": {
+            **sale(p),
+            "metadata": {"a": [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]},
+        },
+        "key": "k12",
+    },
+    "JSON nested 1,000 deep": lambda p: {
+        "content": b'{"metadata": ' + b"[" * 1000 + b"]" * 1000 + b"}"
+    },
+    "a NUL in the query string": lambda p: {"json": sale(p), "key": "k13", "query": "?x=%00"},
     "a content type that is not JSON": lambda p: {
         "content": b'{"type": "sale"}',
         "content_type": "text/plain",
@@ -84,10 +104,11 @@ BAD_REQUESTS: dict[str, Callable[[str], dict[str, Any]]] = {
 def post(client: TestClient, request: dict[str, Any], **headers: str) -> Any:
     if "key" in request:
         headers["Idempotency-Key"] = request["key"]
+    url = "/v1/events" + request.get("query", "")
     if "content" in request:
         headers["Content-Type"] = request.get("content_type", "application/json")
-        return client.post("/v1/events", content=request["content"], headers=headers)
-    return client.post("/v1/events", json=request["json"], headers=headers)
+        return client.post(url, content=request["content"], headers=headers)
+    return client.post(url, json=request["json"], headers=headers)
 
 
 def answer(response: Any) -> tuple[int, str, Any]:
