@@ -12,13 +12,16 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
-from sqlalchemy.orm import Session
+from pydantic import SecretStr
+from sqlalchemy.orm import Session, sessionmaker
 
 from openpartner.api.app import create_app
 from openpartner.core.money import MAX_AMOUNT
 from openpartner.core.time import utc_now
 from openpartner.events.models import Event
+from openpartner.integrations.stripe.models import StripeEvent
 from openpartner.settings import Settings
+from openpartner.worker.queue import run_until_idle
 from tests.conftest import ADMIN_TOKEN, create_test_database
 from tests.factories import make_partner, make_program
 from tests.ledger_helpers import (
@@ -29,7 +32,9 @@ from tests.ledger_helpers import (
     set_rules,
 )
 from tests.ledger_helpers import sale as ledger_sale
+from tests.test_stripe_webhook import deliver, invoice, stripe_event
 
+STRIPE_SECRET = "whsec_input_limits"
 EXPONENT = "1e999997"  # a million-digit integer once converted: 21.5 s of the GIL per item
 
 
@@ -385,6 +390,24 @@ def test_metadata_nested_deeper_than_32_levels_is_refused_and_32_accepted(
     ok = client.post("/v1/events", json=sale(program_id, "ok", metadata=levels(32)))
     assert ok.status_code == 201, ok.text
     assert events_stored(session) == 1
+
+
+def test_a_stripe_invoice_past_the_maximum_or_from_1970_is_skipped_not_a_failing_job(
+    settings: Settings, session: Session, sessions: sessionmaker[Session]
+) -> None:
+    make_program(session)
+    session.commit()
+    configured = settings.model_copy(update={"stripe_webhook_secrets": SecretStr(STRIPE_SECRET)})
+    with TestClient(create_app(configured, sessions)) as hook:
+        too_large = stripe_event("invoice.paid", invoice("cus_big", 2**63 - 1))
+        too_old = stripe_event("invoice.paid", invoice("cus_old", 100, status_transitions={}))
+        too_old["created"] = 1  # 1970-01-01T00:00:01Z
+        for event in (too_large, too_old):
+            assert deliver(hook, event, STRIPE_SECRET).status_code == 200
+    run_until_idle(sessions)
+    handled = session.scalars(sa.select(StripeEvent.handled_at)).all()
+    assert len(handled) == 2 and all(at is not None for at in handled)
+    assert events_stored(session) == 0
 
 
 # Sums beyond 64 bits ---------------------------------------------------------------------------

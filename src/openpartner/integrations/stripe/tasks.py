@@ -16,8 +16,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
+from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
+from openpartner.api.errors import validation_problem
 from openpartner.attribution.service import rederive_customer
 from openpartner.clicks.models import Click
 from openpartner.core.errors import OpenPartnerError
@@ -100,7 +102,11 @@ def _promotion_code(session: Session, program: Program, obj: dict[str, Any]) -> 
 
 
 def _record(session: Session, program: Program, key: str, **fields: Any) -> None:
-    ingest(session, program, EventIn(**fields), key, get_settings(), source="stripe")
+    try:
+        body = EventIn(**fields)
+    except ValidationError as exc:  # held to the API's input rules (a 1970 time, a NUL...)
+        raise validation_problem(exc.errors()) from None
+    ingest(session, program, body, key, get_settings(), source="stripe")
 
 
 def _checkout_completed(session: Session, event: dict[str, Any], obj: dict[str, Any]) -> None:
