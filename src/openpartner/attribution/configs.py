@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from openpartner.attribution.models import ModelSpec, parse_model
-from openpartner.core.ids import new_id
+from openpartner.core.ids import new_id_after
 from openpartner.core.time import utc_now
 from openpartner.db.base import Base, IdType, JSONType
 from openpartner.deals.models import Deal
@@ -34,7 +34,8 @@ class AttributionConfig(Base):
     )
 
     id: Mapped[str] = mapped_column(IdType, primary_key=True)
-    """``cfg_…``; ids sort by creation time, which breaks ties between versions."""
+    """``cfg_…``; made by ``new_id_after`` the program's latest, so ids sort in the order
+    versions were created, which breaks ties between versions."""
     program_id: Mapped[str] = mapped_column(sa.ForeignKey("programs.id"))
     effective_from: Mapped[datetime]
     model: Mapped[str] = mapped_column(sa.String(32))
@@ -61,8 +62,15 @@ def record_config(
     reason: str,
 ) -> AttributionConfig:
     spec = parse_model(model, params or {})
+    latest = session.scalar(
+        sa.select(sa.func.max(AttributionConfig.id)).where(
+            AttributionConfig.program_id == program_id
+        )
+    )
     config = AttributionConfig(
-        id=new_id("cfg"),
+        # After the program's latest version even within one millisecond: the order of ids is
+        # the order of versions (``in_force``), and ids of one millisecond are otherwise random.
+        id=new_id_after("cfg", latest),
         program_id=program_id,
         effective_from=effective_from,
         model=spec.name,

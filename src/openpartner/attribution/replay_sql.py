@@ -12,7 +12,7 @@ from typing import Final
 from sqlalchemy.orm import Session
 
 from openpartner.attribution.engine import CLOCK_SKEW_GRACE
-from openpartner.core.ids import bulk_id_prefix, new_id
+from openpartner.core.ids import bulk_id_prefix
 
 _GRACE_SECONDS: Final = int(CLOCK_SKEW_GRACE.total_seconds())
 ALPHABET: Final = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -54,15 +54,16 @@ class Dialect:
 
     def new_id(self, prefix: str, counter: str) -> str:
         """An SQL expression making one id per row in ``core.ids`` format, increasing with
-        ``counter`` (0 to 2**25 - 1, distinct per row) like ``core.ids.new_id``'s within a
-        process: the time part shared by the statement (a millisecond after every id this
-        process made), then the counter in 5 characters (25 bits) and 11 random characters (55
-        bits) that Python drew for row ``counter`` (``random_characters``). Increasing ids go in
-        at the right edge of the unique index on ids instead of at random pages all over it,
-        which is most of the cost of writing millions of rows. The random characters are drawn
-        once per statement: a ``gen_random_uuid()`` per row cost about 2 µs a row here."""
+        ``counter`` (0 to 2**25 - 1, distinct per row): the time part shared by the statement
+        (a millisecond after every id this process made), then the counter in 5 characters (25
+        bits) and 11 random characters (55 bits) drawn for that row alone, so no id is another
+        plus one and none can be guessed from its neighbours. Increasing ids go in at the right
+        edge of the unique index on ids instead of at random pages all over it, which is most
+        of the cost of writing millions of rows. On PostgreSQL the random characters are drawn
+        once per statement (``random_characters``): a ``gen_random_uuid()`` per row cost about
+        2 µs a row here."""
         if not self.pg:
-            return "op_new_att_id()"
+            return f"'{bulk_id_prefix(prefix)}' || op_id_tail({counter})"
         # Slices of bytea parameters (O(1); text slices in a UTF-8 database are not): two
         # characters of the counter from ``:id_pairs`` (the 1,024 pairs), the last from
         # ``:id_alphabet``, then the row's 11 random characters.
@@ -85,6 +86,7 @@ def random_characters(rows: int) -> bytes:
 COUNTER_BITS: Final = 25
 RANDOM_CHARACTERS: Final = 11  # 55 bits: with the counter, the 80 bits after the time part
 ID_PAIRS: Final = "".join(a + b for a in ALPHABET for b in ALPHABET).encode()
+_PAIR_TEXT: Final = ID_PAIRS.decode()
 _TOALPHABET: Final = bytes(ord(ALPHABET[b % 32]) for b in range(256))
 
 
@@ -272,11 +274,23 @@ def rows_select(d: Dialect, model: str, touches: str = "replay_touches") -> str:
         ) shared"""
 
 
+def id_tail(counter: int) -> str:
+    """The 16 characters after the time part of a row's id (``Dialect.new_id``): ``counter``
+    in 5 characters, then 11 random ones."""
+    high, low = (counter >> 15) & 1023, (counter >> 5) & 1023
+    return (
+        _PAIR_TEXT[2 * high : 2 * high + 2]
+        + _PAIR_TEXT[2 * low : 2 * low + 2]
+        + ALPHABET[counter & 31]
+        + random_characters(1).decode()
+    )
+
+
 def register_sqlite_ids(session: Session) -> None:
-    """``op_new_att_id()`` on this SQLite connection: ``core.ids.new_id('att')`` per row."""
+    """``op_id_tail(counter)`` (``id_tail``) on this SQLite connection."""
     connection = session.connection()
     # Once per connection: SQLite refuses to redefine a function while statements are open.
-    if not connection.info.get("op_new_att_id"):
+    if not connection.info.get("op_id_tail"):
         raw = connection.connection.dbapi_connection
-        raw.create_function("op_new_att_id", 0, lambda: new_id("att"))  # type: ignore[union-attr]
-        connection.info["op_new_att_id"] = True
+        raw.create_function("op_id_tail", 1, id_tail)  # type: ignore[union-attr]
+        connection.info["op_id_tail"] = True
