@@ -89,9 +89,11 @@ def bind(
     click_id: str | None = None,
     visitor_id: str | None = None,
     email: str | None = None,
+    hashed_email: str | None = None,
     source: str = "api",
 ) -> BindResult:
-    """Record the edges of one identify call; services never commit."""
+    """Record the edges of one identify call; services never commit. ``hashed_email`` is an
+    ``email_hash`` made earlier, for callers that never keep the email itself (Stripe)."""
     customer_id = check_identifier(customer_id, "customer_id") or ""
     visitor_id = check_identifier(visitor_id, "visitor_id")
     click_id = check_identifier(click_id, "click_id")
@@ -126,7 +128,9 @@ def bind(
     if click_id is not None and visitor_id is not None:
         _edge(session, program.id, source, click_id=click_id, visitor_id=visitor_id)
     if email is not None:
-        _edge(session, program.id, source, customer_id=customer_id, email_hash=email_hash(email))
+        hashed_email = email_hash(email)
+    if hashed_email is not None:
+        _edge(session, program.id, source, customer_id=customer_id, email_hash=hashed_email)
     session.flush()
     return result
 

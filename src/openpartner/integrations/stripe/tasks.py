@@ -30,8 +30,9 @@ from openpartner.events.models import Event
 from openpartner.events.schemas import EventIn
 from openpartner.events.service import ingest
 from openpartner.identity.models import IdentityEdge
-from openpartner.identity.service import bind
+from openpartner.identity.service import bind, email_hash
 from openpartner.integrations.stripe import connect
+from openpartner.integrations.stripe.minimize import customer_email
 from openpartner.integrations.stripe.models import StripeEvent
 from openpartner.programs.models import Program
 from openpartner.settings import get_settings
@@ -55,6 +56,16 @@ def handle_event(session: Session, payload: dict[str, Any]) -> None:
             # Bad data from Stripe (too old, unknown sale...) will not improve with retries.
             log.warning("stripe event %s not applied: %s (%s)", event["id"], exc.detail, exc.code)
     stored.handled_at = utc_now()
+
+
+def _email_hash(obj: dict[str, Any]) -> str | None:
+    """The customer's email hash stored in place of the email (``minimize.py``); an event
+    stored before that kept the email itself."""
+    hashed = obj.get("email_hash")
+    if isinstance(hashed, str):
+        return hashed
+    email = customer_email(obj)
+    return email_hash(email) if email is not None else None
 
 
 def _created(event: dict[str, Any]) -> datetime:
@@ -117,10 +128,14 @@ def _checkout_completed(session: Session, event: dict[str, Any], obj: dict[str, 
     program = _program(session, obj, click_id, customer)
     if program is None:
         return
-    email = (obj.get("customer_details") or {}).get("email")
     if isinstance(click_id, str) and click_id.startswith("clk_"):
         result = bind(
-            session, program, customer_id=customer, click_id=click_id, email=email, source="stripe"
+            session,
+            program,
+            customer_id=customer,
+            click_id=click_id,
+            hashed_email=_email_hash(obj),
+            source="stripe",
         )
         if result.new_binding:
             rederive_customer(session, program.id, customer)
@@ -218,7 +233,7 @@ def _customer_created(session: Session, event: dict[str, Any], obj: dict[str, An
         program,
         customer_id=obj["id"],
         click_id=click_id,
-        email=obj.get("email"),
+        hashed_email=_email_hash(obj),
         source="stripe",
     )
     if result.new_binding:

@@ -1,6 +1,7 @@
 """``POST /v1/integrations/stripe/webhook``: verify the signature with the official library
-(every configured secret, for rotation), store the event once under Stripe's id, and hand it to
-a job. The response never waits for the handling."""
+(every configured secret, for rotation), store the event once under Stripe's id without the
+customer's personal data (``minimize.py``), and hand it to a job. The response never waits
+for the handling."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from openpartner.api.deps import DbSession, public
 from openpartner.core.errors import BadRequest
 from openpartner.integrations.stripe.client import verify_event, webhook_secrets
+from openpartner.integrations.stripe.minimize import minimize_event
 from openpartner.integrations.stripe.models import StripeEvent
 from openpartner.worker.queue import enqueue
 
@@ -56,7 +58,8 @@ def stripe_webhook(
         return {"received": True, "duplicate": True}
     try:
         with session.begin_nested():
-            session.add(StripeEvent(id=event["id"], type=event["type"], payload=event))
+            stored = minimize_event(event)  # without the customer's personal data
+            session.add(StripeEvent(id=event["id"], type=event["type"], payload=stored))
     except IntegrityError:  # the same event delivered twice at once: the other one won
         return {"received": True, "duplicate": True}
     enqueue(session, "stripe.handle_event", {"stripe_event_id": event["id"]})
