@@ -62,6 +62,8 @@ def api(host: str | None, port: int | None, workers: int | None) -> None:
     """Serve the HTTP API."""
     import uvicorn
 
+    from openpartner.logs import api_logging_config
+
     settings = get_settings()
     uvicorn.run(
         "openpartner.api.app:served_app",
@@ -70,6 +72,7 @@ def api(host: str | None, port: int | None, workers: int | None) -> None:
         port=port or settings.api_port,
         workers=workers or settings.api_workers,
         log_level=settings.log_level,
+        log_config=api_logging_config(settings.log_level),
         proxy_headers=False,
     )
 
@@ -100,9 +103,13 @@ UP_PROCESSES: list[list[str]] = [["api"], ["router"], ["worker"]]
 @click.option("--poll", default=0.5, show_default=True, help="Seconds between polls when idle.")
 def worker(once: bool, poll: float) -> None:
     """Run jobs from the database queue (Stripe events, payouts, auto-approval, ...)."""
+    import logging.config
+
     from openpartner.db.session import session_factory
+    from openpartner.logs import worker_logging_config
     from openpartner.worker.queue import run_once, run_until_idle
 
+    logging.config.dictConfig(worker_logging_config(get_settings().log_level))
     sessions = session_factory()
     interval = get_settings().scheduler_interval_seconds
     if once:

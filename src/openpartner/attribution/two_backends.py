@@ -61,7 +61,9 @@ class TwoBackends:
         url = (bind.engine if isinstance(bind, Connection) else bind).url
         # Connections of their own, opened for the replay and closed after it: never taken
         # from the application's pool, whose size matches its threads (``api/app.py``).
-        return cls(sa.create_engine(url, poolclass=NullPool), program_id, work_mem)
+        return cls(
+            sa.create_engine(url, poolclass=NullPool, hide_parameters=True), program_id, work_mem
+        )
 
     def sweep(self, session: Session) -> None:
         """Drop what an earlier replay of this program that failed left behind: its scratch

@@ -14,6 +14,9 @@ from openpartner.settings import get_settings
 
 
 def create_engine(url: str, **kwargs: Any) -> Engine:
+    # A statement's parameters (emails, names, key hashes) never appear in an exception's
+    # message, so never in a log line or a traceback.
+    kwargs.setdefault("hide_parameters", True)
     if url.startswith("sqlite"):
         path = sa.engine.make_url(url).database
         if path and path != ":memory:":

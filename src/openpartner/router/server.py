@@ -7,13 +7,13 @@ than ASGI (no message dicts, headers looked up in Rust): docs/benchmarks.md.
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 from granian.constants import HTTPModes, Interfaces, Loops
 from granian.log import LOGGING_CONFIG, LogLevels
 from granian.server import Server
 
+from openpartner.logs import with_redaction
 from openpartner.secrets import server_secrets
 from openpartner.settings import Settings
 
@@ -26,13 +26,8 @@ def serve(settings: Settings, *, host: str, port: int, workers: int) -> None:
     import openpartner.router.app  # noqa: F401
 
     level = settings.log_level.lower()
-    # Granian's own logging set-up, plus our loggers at the same level.
-    logging_config: dict[str, Any] = copy.deepcopy(LOGGING_CONFIG)
-    logging_config["loggers"]["openpartner"] = {
-        "handlers": ["console"],
-        "level": level.upper(),
-        "propagate": False,
-    }
+    # Granian's own logging set-up, plus our loggers at the same level, every line redacted.
+    logging_config: dict[str, Any] = with_redaction(LOGGING_CONFIG, level, "console")
     Server(
         "openpartner.router.app:create_app",
         factory=True,
