@@ -24,13 +24,14 @@ def main() -> None:
 def prepare() -> None:
     """Make the embedded default ready: data folder, server secret, schema, first admin key."""
     from openpartner.accounts.service import ensure_bootstrap_key
+    from openpartner.core.files import private_dir
     from openpartner.db.engine import get_engine
     from openpartner.db.migrate import upgrade
     from openpartner.db.session import transaction
     from openpartner.secrets import server_secrets
 
     settings = get_settings()
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(settings.data_dir)
     server_secrets(settings)
     upgrade(get_engine())
     if settings.admin_api_key is None:

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 import secrets
 from functools import lru_cache
 
+from openpartner.core.files import open_private, private_dir
 from openpartner.settings import Settings, get_settings
 
 
@@ -22,9 +22,8 @@ def server_secrets(settings: Settings) -> list[bytes]:
         return [part.strip().encode() for part in raw.split(",") if part.strip()]
     path = settings.data_dir / "secret_key"
     if not path.exists():
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as handle:
+        private_dir(settings.data_dir)
+        with open_private(path, "x") as handle:
             handle.write(secrets.token_urlsafe(32))
     return [path.read_text().strip().encode()]
 

@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
+from openpartner.core.files import create_private, private_dir
 from openpartner.settings import get_settings
 
 
@@ -19,8 +20,10 @@ def create_engine(url: str, **kwargs: Any) -> Engine:
     kwargs.setdefault("hide_parameters", True)
     if url.startswith("sqlite"):
         path = sa.engine.make_url(url).database
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        if path and path != ":memory:" and not path.startswith("file:"):
+            # Owner-only from the start: SQLite gives the -wal and -shm files the mode of the
+            # database file.
+            create_private(private_dir(Path(path).parent) / Path(path).name)
         engine = sa.create_engine(url, connect_args={"check_same_thread": False}, **kwargs)
         _configure_sqlite(engine)
         return engine

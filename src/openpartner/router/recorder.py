@@ -29,6 +29,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from openpartner.clicks.writer import ClickRecord, record_clicks
+from openpartner.core.files import open_private
 from openpartner.router.spool import Spool, encode
 
 log = logging.getLogger(__name__)
@@ -232,7 +233,7 @@ class Recorder:
             except Exception:
                 log.exception("click %s refused by the database; set aside", record.id)
                 path = self.spool.directory / "rejected.ndjson"
-                with path.open("a", encoding="utf-8") as handle:
+                with open_private(path) as handle:
                     handle.write(encode(record))
                 self.stats.clicks_rejected += 1
 

@@ -7,7 +7,7 @@ replays closed segments oldest first, each in one transaction, and deletes a seg
 that transaction committed. An active segment whose lock can be taken belongs to a process that
 died; it is closed and replayed like the others. A crash while appending can leave a torn last
 line, which is skipped. Replays skip clicks already stored, so a segment replayed twice (a crash
-between commit and delete) is still written once.
+between commit and delete) is still written once. The folder and its files are owner-only.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import IO
 
 from openpartner.clicks.writer import ClickRecord
+from openpartner.core.files import open_private, private_dir
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +58,7 @@ class Spool:
         self._active_path: Path | None = None
         self._active_since = 0.0
         self._counter = 0
-        directory.mkdir(parents=True, exist_ok=True)
+        private_dir(directory)
 
     def append(self, records: list[ClickRecord]) -> bool:
         """Write ``records`` durably; False (nothing written) when the spool is full."""
@@ -135,7 +136,7 @@ class Spool:
             self._counter += 1
             name = f"{time.time_ns():020d}-{os.getpid()}-{self._counter:06d}.open"
             path = self.directory / name
-            handle = path.open("a", encoding="utf-8")
+            handle = open_private(path)
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
             self._active, self._active_path = handle, path
             self._active_since = time.monotonic()
