@@ -17,7 +17,7 @@ import gc
 import logging
 import sys
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -30,6 +30,7 @@ from openpartner.clicks.writer import NO_UTM, ClickRecord, clean_text, utm_field
 from openpartner.core.ids import new_id
 from openpartner.core.time import utc_now
 from openpartner.db.engine import create_engine
+from openpartner.router import snapshot
 from openpartner.router.cache import LinkCache, ProgramEntry
 from openpartner.router.limits import LocalLimiter, RedisLimiter
 from openpartner.router.recorder import Recorder, RouterStats, dumps_stats
@@ -127,6 +128,7 @@ class RouterApp:
         self.engine = engine or router_engine(settings)
         self.sessions = sessionmaker(bind=self.engine, expire_on_commit=False)
         self.cache = LinkCache(http_only=settings.router_cookie_http_only)
+        self.snapshot_path = settings.data_dir / snapshot.FILE_NAME
         self.stats = RouterStats()
         spool_dir = settings.router_spool_dir or settings.data_dir / "spool"
         self.recorder = Recorder(
@@ -324,6 +326,7 @@ class RouterApp:
 
     async def startup(self) -> None:
         # Startup returns at once and the links load in the background: until they are loaded
+        # (from the database, or from the last snapshot when the database cannot be reached)
         # every link answers 503 (and /health says "starting"). Blocking here would also leave
         # a window in which Granian drops a SIGTERM sent to a starting worker.
         gc.collect()
@@ -347,12 +350,16 @@ class RouterApp:
     async def _keep_links(self) -> None:
         loop = asyncio.get_running_loop()
         delay = 0.5
-        while not self.cache.loaded and not self._stopping.is_set():
+        # Until the database answers once: retried with backoff; meanwhile the links of the
+        # last snapshot are served, if there is one.
+        while not self.cache.live and not self._stopping.is_set():
             try:
                 await loop.run_in_executor(self._cache_executor, self._refresh, True)
                 log.info("router ready: %d links", len(self.cache))
             except Exception as exc:
                 log.warning("loading links failed (%s); retrying in %.1fs", exc, delay)
+                if not self.cache.loaded:
+                    await loop.run_in_executor(self._cache_executor, self._load_snapshot)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), timeout=delay)
                 delay = min(delay * 2, 5.0)
@@ -374,15 +381,53 @@ class RouterApp:
         cache = self.cache
         now = time.monotonic()
         reload_due = now - cache.last_full_load >= self.settings.router_cache_reload_seconds
+        loaded = None
         with self.sessions() as session, session.begin():
-            if full or self._cache_stale or reload_due:
-                cache.load_all(session)
+            if full or self._cache_stale or reload_due or not cache.live:
+                loaded = cache.load_all(session)
                 self._cache_stale = False
             else:
                 cache.poll(session)
             if now - cache.last_prune >= 300:
                 cache.last_prune = now
                 cache.prune(session)
+        self.stats.links_source = cache.source
+        if loaded is not None:
+            self._save_snapshot(*loaded)
+
+    def _save_snapshot(self, programs: Sequence[Any], links: Sequence[Any]) -> None:
+        started = time.perf_counter()
+        try:
+            snapshot.write(
+                self.snapshot_path,
+                [row._asdict() for row in programs],
+                [row._asdict() for row in links],
+            )
+        except OSError as exc:  # a full disk must not stop the router from serving
+            log.warning("could not save the link snapshot %s: %s", self.snapshot_path, exc)
+            return
+        log.debug(
+            "link snapshot saved: %d links in %.0f ms",
+            len(links),
+            (time.perf_counter() - started) * 1000,
+        )
+
+    def _load_snapshot(self) -> None:
+        """The last saved links, while the database cannot be reached at start."""
+        try:
+            saved = snapshot.read(self.snapshot_path)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            log.warning("the link snapshot %s is unreadable: %s", self.snapshot_path, exc)
+            return
+        if saved is None:
+            return
+        self.cache.load_snapshot(saved.programs, saved.links)
+        self.stats.links_source = self.cache.source
+        log.warning(
+            "database unreachable at start: serving %d links from the snapshot of %s",
+            len(self.cache),
+            saved.written_at.isoformat(),
+        )
 
 
 def _country(raw: str | None) -> str | None:

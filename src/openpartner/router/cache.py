@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -153,32 +153,50 @@ class LinkCache:
         self.watermark = 0
         self._gaps: dict[int, float] = {}
         self.loaded = False
+        self.source = "none"
+        """Where the links came from: ``database``, or ``snapshot`` (``snapshot.py``) when the
+        database could not be reached at start; ``none`` before either."""
         self.last_full_load = 0.0
         self.last_prune = 0.0
 
     def get(self, key: str) -> LinkEntry | None:
         return self.links.get(key)
 
-    def load_all(self, session: Session) -> None:
+    @property
+    def live(self) -> bool:
+        """Loaded from the database (not only from a snapshot)."""
+        return self.source == "database"
+
+    def load_all(self, session: Session) -> tuple[Sequence[Any], Sequence[Any]]:
+        """Every program and link from the database; returns the rows (for a snapshot)."""
         # Read the watermark first: a change committed during the load is seen again by the
         # next poll, which is harmless; the other order could miss it.
         watermark = session.scalar(sa.select(sa.func.max(RouterInvalidation.seq))) or 0
-        programs = {
-            row.id: _program(row, self.http_only)
-            for row in session.execute(sa.select(*_PROGRAM_COLUMNS))
-        }
+        program_rows = session.execute(sa.select(*_PROGRAM_COLUMNS)).all()
+        link_rows = session.execute(sa.select(*_LINK_COLUMNS)).all()
+        self._replace(program_rows, link_rows)
+        self.watermark = watermark
+        self._gaps.clear()
+        self.source = "database"
+        self.last_full_load = time.monotonic()
+        return program_rows, link_rows
+
+    def load_snapshot(self, program_rows: Iterable[Any], link_rows: Iterable[Any]) -> None:
+        """The links of a snapshot, until the database answers (the next load is a full one)."""
+        self._replace(program_rows, link_rows)
+        self.source = "snapshot"
+
+    def _replace(self, program_rows: Iterable[Any], link_rows: Iterable[Any]) -> None:
+        programs = {row.id: _program(row, self.http_only) for row in program_rows}
         links: dict[str, LinkEntry] = {}
         key_by_id: dict[str, str] = {}
-        for row in session.execute(sa.select(*_LINK_COLUMNS)):
+        for row in link_rows:
             program = programs.get(row.program_id)
             if program is not None:
                 links[row.key] = _link(row, program)
                 key_by_id[row.id] = row.key
         self._programs, self._key_by_id, self.links = programs, key_by_id, links
-        self.watermark = watermark
-        self._gaps.clear()
         self.loaded = True
-        self.last_full_load = time.monotonic()
 
     def poll(self, session: Session) -> int:
         """Apply the changes committed since the last poll; returns how many were seen."""

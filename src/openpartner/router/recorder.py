@@ -70,6 +70,9 @@ class RouterStats:
     spool_bytes: int = 0
     spool_segments: int = 0
     database_up: bool = True
+    links_source: str = "none"
+    """``database``, or ``snapshot`` while a router started during an outage serves the last
+    link table it saved (``snapshot.py``)."""
 
     def snapshot(self) -> dict[str, object]:
         return asdict(self)
