@@ -69,9 +69,9 @@ def test_router_started_during_an_outage_redirects_from_its_snapshot_and_clicks_
     link = seed_link(db.engine)
     data = tmp_path / "r"
     outage = Outage(db.url)
-    env = {"ROUTER_WRITE_LOCK_WAIT_MS": str(Outage.LOCK_WAIT_MS)}
+    wait = str(Outage.LOCK_WAIT_MS)
     try:
-        first = start_router(outage.router_url, data, **env)
+        first = start_router(outage.router_url, data, ROUTER_WRITE_LOCK_WAIT_MS=wait)
         routers.append(first)
         assert first.health()["links_source"] == "database"
         saved = data / snapshot.FILE_NAME
@@ -79,7 +79,7 @@ def test_router_started_during_an_outage_redirects_from_its_snapshot_and_clicks_
         assert first.stop() == 0
 
         outage.begin()
-        second = start_router(outage.router_url, data, **env)
+        second = start_router(outage.router_url, data, ROUTER_WRITE_LOCK_WAIT_MS=wait)
         routers.append(second)
         health = second.health()
         assert (health["status"], health["links_source"], health["links"]) == ("ok", "snapshot", 1)
