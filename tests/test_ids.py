@@ -22,6 +22,8 @@ from tests.factories import make_program
 
 ID = re.compile(r"[a-z]+_[0-9A-HJKMNP-TV-Z]{26}")
 T0 = datetime(2026, 3, 1, 12, tzinfo=UTC)
+# Crockford base 32 to the digits int(..., 32) reads.
+_DIGITS = str.maketrans(ids._ALPHABET, "0123456789abcdefghijklmnopqrstuv")
 
 
 def millis(id_: str) -> str:
@@ -65,16 +67,15 @@ def test_a_batch_of_ids_is_fresh_random_not_increments(frozen: None) -> None:
 
 
 def test_ids_sort_by_millisecond_and_time_never_goes_back() -> None:
-    clock.freeze(T0)
-    try:
-        early = ids.new_id("prg")
-        clock.advance(timedelta(milliseconds=1))
-        later = ids.new_ids("prg", 3)
-        assert all(early < i for i in later)
-        clock.advance(-timedelta(seconds=5))  # the clock steps back: ids do not
-        assert millis(ids.new_id("prg")) >= millis(later[0])
-    finally:
-        clock.unfreeze()
+    # After every id this process made so far (whatever clock earlier tests set).
+    latest = int(millis(ids.new_id("prg")).translate(_DIGITS), 32)
+    clock.freeze(datetime.fromtimestamp(latest / 1000 + 1, UTC))
+    early = ids.new_id("prg")
+    clock.advance(timedelta(milliseconds=1))
+    later = ids.new_ids("prg", 3)
+    assert all(early < i for i in later)
+    clock.advance(-timedelta(seconds=5))  # the clock steps back: ids do not
+    assert millis(ids.new_id("prg")) >= millis(later[0])
 
 
 def test_bulk_prefix_takes_a_millisecond_no_other_id_shares(frozen: None) -> None:
