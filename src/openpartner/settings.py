@@ -38,6 +38,14 @@ class Settings(BaseSettings):
         "at most this many requests' database work at once, so a thread never waits for a "
         "connection and none is opened and closed per request.",
     )
+    api_max_concurrent_requests: int = Field(
+        default=256,
+        ge=1,
+        le=100_000,
+        description="Requests one API process takes at once (health checks aside). Beyond the "
+        "ones doing database work, they wait their turn on the event loop, holding no thread "
+        "and no connection; one more is answered 503 overloaded with Retry-After at once.",
+    )
     router_host: str = "127.0.0.1"
     router_port: int = 8001
     router_workers: int = 1

@@ -12,12 +12,14 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from sqlalchemy.orm import Session, sessionmaker
+from starlette.concurrency import run_in_threadpool
 
 from openpartner import __version__
 from openpartner.accounts.api import router as api_keys_router
 from openpartner.analytics.api import router as analytics_router
 from openpartner.api import errors
 from openpartner.api.access import api_routes, route_access
+from openpartner.api.concurrency import Admission, DatabaseSlots, slot_count, thread_count
 from openpartner.api.cors import PublishableCors
 from openpartner.api.deps import public
 from openpartner.api.limits import BodyLimit, InputGuard
@@ -70,11 +72,11 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        # As many threads as pooled connections (AnyIO's default is 40): database work waits
-        # for a thread, cheaply, on the event loop, not for a connection inside a thread, and
-        # no connection beyond the pool is opened and closed again per request.
+        # More threads than database slots (api/concurrency.py), fewer than AnyIO's default 40:
+        # a request holding a lock always gets a thread to commit; database work waits for its
+        # slot, cheaply, on the event loop, never for a connection inside a thread.
         limiter = anyio.to_thread.current_default_thread_limiter()
-        limiter.total_tokens = settings.database_pool_size
+        limiter.total_tokens = thread_count(settings)
         if getattr(app.state, "freeze_gc", False):
             # Everything loaded at start-up (modules, routes, models) lives as long as the
             # process: kept out of every collection, a full collection no longer walks it. It
@@ -94,20 +96,29 @@ def create_app(
     )
     app.state.settings = settings
     app.state.sessionmaker = sessions or session_factory()
-    app.state.events_committer = GroupCommitter(app.state.sessionmaker, settings)
+    app.state.database_slots = DatabaseSlots(slot_count(settings))
+    app.state.events_committer = GroupCommitter(
+        app.state.sessionmaker, settings, slots=app.state.database_slots
+    )
     errors.install(app)
     for router in ROUTERS:
         app.include_router(router)
 
     @app.get("/health", tags=["operations"], dependencies=[public("liveness probe")])
-    def health() -> dict[str, str]:
+    async def health() -> dict[str, str]:
+        # async: answered on the event loop, without a thread, however busy the pool is.
         return {"status": "ok", "version": __version__}
 
     @app.get("/ready", tags=["operations"], dependencies=[public("readiness probe")])
-    def ready(request: Request) -> JSONResponse:
-        try:
+    async def ready(request: Request) -> JSONResponse:
+        def probe() -> None:
             with request.app.state.sessionmaker() as session:
                 session.execute(sa.text("SELECT 1"))
+
+        try:
+            # Its turn like any request's: a probe that holds a connection is database work.
+            async with request.app.state.database_slots.hold(request.scope):
+                await run_in_threadpool(probe)
         except sa.exc.SQLAlchemyError:
             return JSONResponse({"status": "unavailable", "database": "unreachable"}, 503)
         return JSONResponse({"status": "ready", "database": "ok"})
@@ -127,6 +138,8 @@ def create_app(
     }
     app.add_middleware(PublishableCors, paths=browser_paths, load_origins=load_origins)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    # Outermost: a request refused for overload costs nothing else.
+    app.add_middleware(Admission, max_requests=settings.api_max_concurrent_requests)
     return app
 
 

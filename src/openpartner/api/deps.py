@@ -4,6 +4,10 @@ These dependencies are ``async`` and touch the database only when they must, eac
 trip to the thread pool: FastAPI runs every sync dependency in the pool, and on a busy API the
 thread hops cost more CPU than the work. A handler that wants its whole request in one hop does
 its work and the commit together with :func:`run_committed`.
+
+A request's database work, from its first statement to its commit, holds one of the process's
+database slots (``api/concurrency.py``): the thread pool has more threads than slots, so a request
+that holds a lock never waits behind requests waiting for that lock.
 """
 
 from __future__ import annotations
@@ -27,13 +31,14 @@ async def get_session(request: Request) -> AsyncIterator[Session]:
     """The request owns the transaction: commit once after the handler returns (and before the
     response is sent, so a 2xx means committed), roll back on any error. Opening a session does
     no I/O; a session the handler never used (or already committed) is closed without a hop."""
-    session: Session = request.app.state.sessionmaker()
-    try:
-        yield session
-    except BaseException:
-        await _end(session, commit=False)
-        raise
-    await _end(session, commit=True)
+    async with request.app.state.database_slots.hold(request.scope):
+        session: Session = request.app.state.sessionmaker()
+        try:
+            yield session
+        except BaseException:
+            await _end(session, commit=False)
+            raise
+        await _end(session, commit=True)
 
 
 DbSession = Annotated[Session, Depends(get_session, scope="function")]
@@ -98,7 +103,9 @@ async def get_principal(request: Request) -> Principal:
                     raise
                 return found
 
-        principal = await run_in_threadpool(authenticate_and_release)
+        # In the request's slot when its session dependency came first, else in one of its own.
+        async with request.app.state.database_slots.hold(request.scope):
+            principal = await run_in_threadpool(authenticate_and_release)
     return principal
 
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import weakref
+from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass, field
 
 from sqlalchemy.exc import OperationalError
@@ -33,6 +34,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
 from openpartner.accounts.scopes import Principal
+from openpartner.api.concurrency import DatabaseSlots
 from openpartner.core.errors import OpenPartnerError
 from openpartner.events import service
 from openpartner.events.batch import ingest_in_order
@@ -67,8 +69,10 @@ class GroupCommitter:
         *,
         max_groups: int = 1,
         max_group_size: int = 500,
+        slots: DatabaseSlots | None = None,
     ) -> None:
         self.sessions = sessions
+        self.slots = slots
         self.settings = settings
         self.max_groups = max_groups
         self.max_group_size = max_group_size
@@ -104,7 +108,9 @@ class GroupCommitter:
         self, loop: asyncio.AbstractEventLoop, state: _LoopState, group: list[_Waiting]
     ) -> None:
         try:
-            outcomes: list[Outcome] = await run_in_threadpool(self._commit, group)
+            # A group is database work like a request's: it waits for a slot on the event loop.
+            async with self._slot():
+                outcomes: list[Outcome] = await run_in_threadpool(self._commit, group)
         except BaseException as exc:  # the thread never ran (cancelled): fail the group
             outcomes = [exc] * len(group)
         finally:
@@ -117,6 +123,9 @@ class GroupCommitter:
             else:
                 waiting.answer.set_result(outcome)
         self._start_groups(loop, state)
+
+    def _slot(self) -> AbstractAsyncContextManager[None]:
+        return self.slots.hold() if self.slots is not None else nullcontext()
 
     # --- in a worker thread -------------------------------------------------------------
 
