@@ -10,7 +10,7 @@
     ├── PayloadTooLarge       413  body_too_large
     ├── ValidationFailed      422  validation_error, invalid_currency, invalid_amount, ...
     ├── RateLimited           429  rate_limited
-    └── ServiceUnavailable    503  not_configured, database_unavailable
+    └── ServiceUnavailable    503  not_configured, database_unavailable, overloaded
 
 Domain errors subclass these next to their service. ``code`` is stable and machine-readable;
 ``detail`` is for humans; ``errors`` carries field-level details (``loc``, ``msg``, ``type``).
