@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from openpartner.accounts.models import ApiKey
 from openpartner.api.app import create_app
+from openpartner.api.concurrency import DatabaseSlots
 from openpartner.clicks.models import Click
 from openpartner.deals.models import Deal, Touchpoint
 from openpartner.events.models import Event
@@ -385,3 +386,28 @@ def test_beyond_the_admission_bound_requests_are_refused_at_once_and_write_nothi
     assert refused[0].json()["code"] == "overloaded"
     assert count(db, Click) - before == len(taken)
     assert health.status_code == 200
+
+
+def test_a_request_holding_a_slot_runs_its_later_steps_in_it() -> None:
+    # The key lookup after the session dependency: waiting for a second slot could wait for ever
+    # once every slot is held by a request doing the same.
+    slots = DatabaseSlots(1)
+
+    async def run() -> list[str]:
+        order: list[str] = []
+        request: dict[str, Any] = {}
+
+        async def other() -> None:
+            async with slots.hold({}):
+                order.append("other")
+
+        async with slots.hold(request):
+            waiting = asyncio.create_task(other())
+            async with asyncio.timeout(5), slots.hold(request):
+                order.append("request again")
+            await asyncio.sleep(0.01)
+            order.append("request done")
+        await waiting
+        return order
+
+    assert asyncio.run(run()) == ["request again", "request done", "other"]

@@ -35,8 +35,8 @@ class Settings(BaseSettings):
         ge=1,
         le=100,
         description="Connections each process keeps open (PostgreSQL). An API worker also runs "
-        "at most this many requests' database work at once, so a thread never waits for a "
-        "connection and none is opened and closed per request.",
+        "at most this many requests' database work at once (SQLite: one, its single writer), "
+        "so a thread never waits for a connection and none is opened and closed per request.",
     )
     api_max_concurrent_requests: int = Field(
         default=256,
