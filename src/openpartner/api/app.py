@@ -12,7 +12,6 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from sqlalchemy.orm import Session, sessionmaker
-from starlette.concurrency import run_in_threadpool
 
 from openpartner import __version__
 from openpartner.accounts.api import router as api_keys_router
@@ -117,8 +116,9 @@ def create_app(
 
         try:
             # Its turn like any request's: a probe that holds a connection is database work.
-            async with request.app.state.database_slots.hold(request.scope):
-                await run_in_threadpool(probe)
+            slots: DatabaseSlots = request.app.state.database_slots
+            async with slots.hold(request.scope):
+                await slots.run_sync(probe)
         except sa.exc.SQLAlchemyError:
             return JSONResponse({"status": "unavailable", "database": "unreachable"}, 503)
         return JSONResponse({"status": "ready", "database": "ok"})

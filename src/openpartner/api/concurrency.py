@@ -3,12 +3,14 @@
 Two bounds, both waited for on the event loop, where waiting holds nothing:
 
 - **Database slots** (:class:`DatabaseSlots`). A request holds one slot from before its first
-  statement to after its commit (``api/deps.py``), and so does each group of the events
-  committer. A slot is what may hold a transaction; the thread pool has more threads than there
-  are slots (:func:`thread_count`), so a request that holds a lock always gets the thread its
-  next step (the commit) needs. Without this, a lock holder whose handler had returned waited
-  for a pool thread to commit while every thread was taken by a request waiting for its lock:
-  on PostgreSQL for ever (the clicks writers' advisory lock has no timeout), on SQLite until
+  statement to after its commit (``api/deps.py``), and so do the key lookup and each group of
+  the events committer. A slot is what may hold a transaction. The steps a slot holder runs
+  itself (its commit or rollback, the key lookup, a group) run in threads of the slots' own, one
+  per slot, so they never wait for a thread at all; a sync handler runs in the default pool,
+  which has more threads than there are slots (:func:`thread_count`) and holds no other waiter
+  on a database lock. Without this, a lock holder whose handler had returned waited for a pool
+  thread to commit while every thread was taken by a request waiting for its lock: on
+  PostgreSQL for ever (the clicks writers' advisory lock has no timeout), on SQLite until
   ``busy_timeout`` (10 s) failed the waiters with 503. Slots also never exceed the connection
   pool, so no thread waits for a connection.
 - **Admission** (:class:`Admission`). At most ``API_MAX_CONCURRENT_REQUESTS`` requests are in a
@@ -22,16 +24,19 @@ from __future__ import annotations
 import asyncio
 import json
 import weakref
-from collections.abc import AsyncIterator, MutableMapping
+from collections.abc import AsyncIterator, Callable, MutableMapping
 from contextlib import asynccontextmanager
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import anyio
+import anyio.to_thread
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from openpartner.core.errors import ServiceUnavailable
 from openpartner.settings import Settings
 
+T = TypeVar("T")
 _HOLDS_SLOT = "openpartner.database_slot"
 """Set in a request's ASGI scope while the request holds a slot, so that its later steps (the key
 lookup after the session dependency, say) run in that slot instead of waiting for a second one,
@@ -47,25 +52,39 @@ def slot_count(settings: Settings) -> int:
 
 
 def thread_count(settings: Settings) -> int:
-    """One thread per slot, and as many again for work that holds none (response validation of
-    sync routes, CORS preflights): a slot holder never waits for a thread behind them."""
+    """The default pool, where sync handlers and dependencies run: one thread per slot, and as
+    many again for work that holds none (response validation of sync routes, CORS preflights),
+    so a slot holder's handler does not wait for a thread behind them."""
     return slot_count(settings) + settings.database_pool_size
+
+
+@dataclass(slots=True)
+class _LoopLimiters:
+    slots: anyio.CapacityLimiter
+    threads: anyio.CapacityLimiter
 
 
 class DatabaseSlots:
     def __init__(self, total: int) -> None:
         self.total = total
         # Per event loop (a limiter belongs to one): tests serve one app from several loops.
-        self._limiters: weakref.WeakKeyDictionary[
-            asyncio.AbstractEventLoop, anyio.CapacityLimiter
-        ] = weakref.WeakKeyDictionary()
+        self._limiters: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopLimiters] = (
+            weakref.WeakKeyDictionary()
+        )
 
-    def _limiter(self) -> anyio.CapacityLimiter:
+    def _loop_limiters(self) -> _LoopLimiters:
         loop = asyncio.get_running_loop()
-        limiter = self._limiters.get(loop)
-        if limiter is None:
-            limiter = self._limiters[loop] = anyio.CapacityLimiter(self.total)
-        return limiter
+        limiters = self._limiters.get(loop)
+        if limiters is None:
+            limiters = self._limiters[loop] = _LoopLimiters(
+                anyio.CapacityLimiter(self.total), anyio.CapacityLimiter(self.total)
+            )
+        return limiters
+
+    async def run_sync(self, func: Callable[[], T]) -> T:
+        """Run ``func`` (database work of a slot holder) in a thread of the slots' own: at most
+        one per slot, so it never waits behind a handler, whatever the default pool is doing."""
+        return await anyio.to_thread.run_sync(func, limiter=self._loop_limiters().threads)
 
     @asynccontextmanager
     async def hold(self, scope: MutableMapping[str, Any] | None = None) -> AsyncIterator[None]:
@@ -73,7 +92,7 @@ class DatabaseSlots:
         if scope is not None and scope.get(_HOLDS_SLOT):
             yield
             return
-        limiter, borrower = self._limiter(), object()
+        limiter, borrower = self._loop_limiters().slots, object()
         await limiter.acquire_on_behalf_of(borrower)
         if scope is not None:
             scope[_HOLDS_SLOT] = True

@@ -6,8 +6,8 @@ thread hops cost more CPU than the work. A handler that wants its whole request 
 its work and the commit together with :func:`run_committed`.
 
 A request's database work, from its first statement to its commit, holds one of the process's
-database slots (``api/concurrency.py``): the thread pool has more threads than slots, so a request
-that holds a lock never waits behind requests waiting for that lock.
+database slots (``api/concurrency.py``), and its commit runs in the slot's own thread: a request
+that holds a lock never waits for a thread behind requests waiting for that lock.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from starlette.concurrency import run_in_threadpool
 from openpartner.accounts.scopes import Principal
 from openpartner.accounts.service import authenticate, known_principal
 from openpartner.api.access import Access, check
+from openpartner.api.concurrency import DatabaseSlots
 
 T = TypeVar("T")
 
@@ -31,14 +32,15 @@ async def get_session(request: Request) -> AsyncIterator[Session]:
     """The request owns the transaction: commit once after the handler returns (and before the
     response is sent, so a 2xx means committed), roll back on any error. Opening a session does
     no I/O; a session the handler never used (or already committed) is closed without a hop."""
-    async with request.app.state.database_slots.hold(request.scope):
+    slots: DatabaseSlots = request.app.state.database_slots
+    async with slots.hold(request.scope):
         session: Session = request.app.state.sessionmaker()
         try:
             yield session
         except BaseException:
-            await _end(session, commit=False)
+            await _end(slots, session, commit=False)
             raise
-        await _end(session, commit=True)
+        await _end(slots, session, commit=True)
 
 
 DbSession = Annotated[Session, Depends(get_session, scope="function")]
@@ -56,7 +58,7 @@ async def run_committed(session: Session, work: Callable[[], T]) -> T:
     return await run_in_threadpool(work_and_commit)
 
 
-async def _end(session: Session, *, commit: bool) -> None:
+async def _end(slots: DatabaseSlots, session: Session, *, commit: bool) -> None:
     if not (session.in_transaction() or session.new or session.dirty or session.deleted):
         session.close()  # holds no connection: nothing to do off the loop
         return
@@ -68,9 +70,10 @@ async def _end(session: Session, *, commit: bool) -> None:
         finally:
             session.close()  # rolls back whatever was not committed
 
-    # Shielded: a client that disconnects must not leave the connection checked out.
+    # Shielded: a client that disconnects must not leave the connection checked out. In the
+    # slot's own thread: a commit that waited behind handlers would hold its locks meanwhile.
     with anyio.CancelScope(shield=True):
-        await run_in_threadpool(end)
+        await slots.run_sync(end)
 
 
 def _token_from(request: Request) -> str | None:
@@ -104,8 +107,9 @@ async def get_principal(request: Request) -> Principal:
                 return found
 
         # In the request's slot when its session dependency came first, else in one of its own.
-        async with request.app.state.database_slots.hold(request.scope):
-            principal = await run_in_threadpool(authenticate_and_release)
+        slots: DatabaseSlots = request.app.state.database_slots
+        async with slots.hold(request.scope):
+            principal = await slots.run_sync(authenticate_and_release)
     return principal
 
 

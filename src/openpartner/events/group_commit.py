@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass, field
 
 from sqlalchemy.exc import OperationalError
@@ -108,9 +107,7 @@ class GroupCommitter:
         self, loop: asyncio.AbstractEventLoop, state: _LoopState, group: list[_Waiting]
     ) -> None:
         try:
-            # A group is database work like a request's: it waits for a slot on the event loop.
-            async with self._slot():
-                outcomes: list[Outcome] = await run_in_threadpool(self._commit, group)
+            outcomes: list[Outcome] = await self._run(group)
         except BaseException as exc:  # the thread never ran (cancelled): fail the group
             outcomes = [exc] * len(group)
         finally:
@@ -124,8 +121,12 @@ class GroupCommitter:
                 waiting.answer.set_result(outcome)
         self._start_groups(loop, state)
 
-    def _slot(self) -> AbstractAsyncContextManager[None]:
-        return self.slots.hold() if self.slots is not None else nullcontext()
+    async def _run(self, group: list[_Waiting]) -> list[Outcome]:
+        if self.slots is None:
+            return await run_in_threadpool(self._commit, group)
+        # Database work like a request's: it waits for a slot on the event loop.
+        async with self.slots.hold():
+            return await self.slots.run_sync(lambda: self._commit(group))
 
     # --- in a worker thread -------------------------------------------------------------
 
