@@ -137,7 +137,8 @@ def api(db: RouterDatabase, tmp_path_factory: pytest.TempPathFactory) -> Iterato
 class Call:
     path: str
     token: str
-    body: dict[str, Any]
+    body: dict[str, Any] | None
+    """None: a GET."""
     origin: str | None = None
 
 
@@ -174,6 +175,8 @@ async def _burst(base: str, calls: list[Call]) -> Burst:
             headers = {"Authorization": f"Bearer {call.token}"}
             if call.origin:
                 headers["Origin"] = call.origin
+            if call.body is None:
+                return client.get(call.path, headers=headers)
             return client.post(call.path, json=call.body, headers=headers)
 
         async def send_all() -> list[httpx.Response]:
@@ -341,6 +344,16 @@ def test_partners_all_land(db: RouterDatabase, api: ApiProcess, world: World) ->
             },
         ),
     )
+
+
+def test_reads_that_open_the_session_in_a_dependency_all_answer(
+    db: RouterDatabase, api: ApiProcess, world: World
+) -> None:
+    # The program is read in a sync dependency, the figures in the handler: two trips to the
+    # thread pool with the transaction (on SQLite, the write lock) open in between.
+    path = f"/v1/programs/{world.program_id}/analytics/overview"
+    result = check_burst(db, api, Click, lambda i: Call(path, ADMIN, None), rows_each=0)
+    assert {a.status_code for a in result.answers} == {200}
 
 
 def _ids(db: RouterDatabase, column: Any) -> list[Any]:
