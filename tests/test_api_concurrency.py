@@ -89,7 +89,7 @@ def world(db: RouterDatabase) -> World:
             partner_id=partner.id,
             link_key=link.key,
             publishable=make_key(
-                session, scopes=["events:write"], program_id=program.id, kind="publishable"
+                session, scopes=["visitors:write"], program_id=program.id, kind="publishable"
             ),
             secret=make_key(session, scopes=["events:write"], program_id=program.id),
         )

@@ -72,7 +72,7 @@ def seed(url: str) -> str:
         )
         create_link(session, ADMIN, LinkCreate(partner_id=partner.id, key="bench-via"))
         token = create_key(
-            session, kind="publishable", scopes=["events:write"], program_id=program.id
+            session, kind="publishable", scopes=["visitors:write"], program_id=program.id
         ).token
     engine.dispose()
     return token

@@ -127,9 +127,15 @@ def create_app(
     # Inside the CORS layer: a browser can read the refusal.
     app.add_middleware(InputGuard)
 
-    def load_origins() -> set[str]:
-        with app.state.sessionmaker() as session:
-            return allowed_origins_anywhere(session)
+    async def load_origins() -> set[str]:
+        def load() -> set[str]:
+            with app.state.sessionmaker() as session:
+                return allowed_origins_anywhere(session)
+
+        # Database work like a request's: it waits for a slot (api/concurrency.py).
+        slots: DatabaseSlots = app.state.database_slots
+        async with slots.hold():
+            return await slots.run_sync(load)
 
     browser_paths = {
         route.path

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 
-import anyio.to_thread
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -26,7 +25,10 @@ ORIGINS_TTL_SECONDS = 5.0
 
 class PublishableCors:
     def __init__(
-        self, app: ASGIApp, paths: Iterable[str], load_origins: Callable[[], set[str]]
+        self,
+        app: ASGIApp,
+        paths: Iterable[str],
+        load_origins: Callable[[], Awaitable[set[str]]],
     ) -> None:
         self.app = app
         self.paths = frozenset(paths)
@@ -65,7 +67,7 @@ class PublishableCors:
     async def _known(self, origin: str) -> bool:
         now = time.monotonic()
         if now >= self._expires:
-            self._origins = frozenset(await anyio.to_thread.run_sync(self.load_origins))
+            self._origins = frozenset(await self.load_origins())
             self._expires = now + ORIGINS_TTL_SECONDS
         return allowed_origin(origin) in self._origins
 
