@@ -3,8 +3,8 @@
 Two bounds, both waited for on the event loop, where waiting holds nothing:
 
 - **Database slots** (:class:`DatabaseSlots`). A request holds one slot from before its first
-  statement to after its commit (``api/deps.py``), and so do the key lookup and each group of
-  the events committer. A slot is what may hold a transaction. The steps a slot holder runs
+  statement to after its commit (``api/deps.py``), and so do the key lookup, the CORS origins
+  reload and each group of the events committer. A slot is what may hold a transaction. The steps a slot holder runs
   itself (its commit or rollback, the key lookup, a group) run in threads of the slots' own, one
   per slot, so they never wait for a thread at all; a sync handler runs in the default pool,
   which has more threads than there are slots (:func:`thread_count`) and holds no other waiter
