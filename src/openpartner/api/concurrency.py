@@ -4,15 +4,15 @@ Two bounds, both waited for on the event loop, where waiting holds nothing:
 
 - **Database slots** (:class:`DatabaseSlots`). A request holds one slot from before its first
   statement to after its commit (``api/deps.py``), and so do the key lookup, the CORS origins
-  reload and each group of the events committer. A slot is what may hold a transaction. The steps a slot holder runs
-  itself (its commit or rollback, the key lookup, a group) run in threads of the slots' own, one
-  per slot, so they never wait for a thread at all; a sync handler runs in the default pool,
-  which has more threads than there are slots (:func:`thread_count`) and holds no other waiter
-  on a database lock. Without this, a lock holder whose handler had returned waited for a pool
-  thread to commit while every thread was taken by a request waiting for its lock: on
-  PostgreSQL for ever (the clicks writers' advisory lock has no timeout), on SQLite until
-  ``busy_timeout`` (10 s) failed the waiters with 503. Slots also never exceed the connection
-  pool, so no thread waits for a connection.
+  reload and each group of the events committer: a slot is what may hold a transaction. What a
+  slot holder runs itself (its commit or rollback, the key lookup, the reload, a group) runs in
+  threads of the slots' own, one per slot, so it never waits for a thread at all; sync handlers
+  run in the default pool, which has more threads than there are slots (:func:`thread_count`).
+  Without this, a lock holder whose handler had returned waited for a pool thread to commit
+  while every thread was taken by a request waiting for its lock: on PostgreSQL for ever (the
+  clicks writers' advisory lock has no timeout), on SQLite until ``busy_timeout`` (10 s) failed
+  the waiters with 503. Slots also never exceed the connection pool, so no thread waits for a
+  connection.
 - **Admission** (:class:`Admission`). At most ``API_MAX_CONCURRENT_REQUESTS`` requests are in a
   process at once, however many arrive; one more is answered ``503 overloaded`` with
   ``Retry-After`` at once rather than queued without bound. ``/health`` is never counted and
