@@ -24,6 +24,8 @@ from openpartner.commissions.models import (
 from openpartner.commissions.rulesets import create_version
 from openpartner.commissions.schemas import (
     AdjustmentOut,
+    ApproveIn,
+    BulkApproveIn,
     BulkIn,
     BulkOut,
     CommissionDetail,
@@ -33,7 +35,9 @@ from openpartner.commissions.schemas import (
     RuleSetIn,
     RuleSetOut,
 )
+from openpartner.core.errors import ValidationFailed
 from openpartner.core.time import utc_now
+from openpartner.ledger.models import LedgerEntry
 from openpartner.programs.service import get_program
 
 router = APIRouter(tags=["commissions"])
@@ -106,8 +110,8 @@ def list_commissions(
 def get_commission(
     commission_id: str, session: DbSession, principal: OwnCommissionsRead
 ) -> dict[str, Any]:
-    """The commission, why it is what it is (rule, base amount), its audit trail and the
-    adjustments booked after it was paid."""
+    """The commission, why it is what it is (rule, base amount), its audit trail, the
+    adjustments booked after it was paid, and its ledger history."""
     commission = review.get_commission(session, principal, commission_id)
     trail = session.scalars(
         sa.select(CommissionAudit)
@@ -119,10 +123,16 @@ def get_commission(
         .where(Adjustment.commission_id == commission.id)
         .order_by(Adjustment.id)
     ).all()
+    ledger = session.scalars(
+        sa.select(LedgerEntry)
+        .where(LedgerEntry.commission_id == commission.id)
+        .order_by(LedgerEntry.seq)
+    ).all()
     return {
         **CommissionOut.model_validate(commission).model_dump(),
         "audit": trail,
         "adjustments": adjustments,
+        "ledger": ledger,
     }
 
 
@@ -147,9 +157,18 @@ def list_adjustments(
 
 
 @router.post("/v1/commissions/{commission_id}/approve", response_model=CommissionOut)
-def approve(commission_id: str, session: DbSession, principal: CommissionsWrite) -> Commission:
-    """Approve a matured commission (approving it again changes nothing)."""
-    return review.act(session, principal, commission_id, "approve")
+def approve(
+    commission_id: str,
+    session: DbSession,
+    principal: CommissionsWrite,
+    body: ApproveIn | None = None,
+) -> Commission:
+    """Approve a matured commission (approving it again changes nothing). Before it matures:
+    ``409 not_mature``, unless ``{"early": true, "reason": "…"}``; the reason is kept in its
+    audit trail and ledger history."""
+    body = body or ApproveIn()
+    _reason_for_early(body.early, body.reason)
+    return review.act(session, principal, commission_id, "approve", body.reason, early=body.early)
 
 
 @router.post("/v1/commissions/{commission_id}/reverse", response_model=CommissionOut)
@@ -173,11 +192,27 @@ def release(commission_id: str, session: DbSession, principal: CommissionsWrite)
 
 
 @router.post("/v1/commissions/approve", response_model=BulkOut)
-def approve_many(body: BulkIn, session: DbSession, principal: CommissionsWrite) -> dict[str, Any]:
-    """Approve up to 500 commissions; each is answered on its own."""
-    return review.act_in_bulk(session, principal, body.ids, "approve")
+def approve_many(
+    body: BulkApproveIn, session: DbSession, principal: CommissionsWrite
+) -> dict[str, Any]:
+    """Approve up to 500 commissions; each is answered on its own (an unmatured one is refused
+    with ``not_mature`` unless ``early`` is set, with a ``reason``)."""
+    _reason_for_early(body.early, body.reason)
+    return review.act_in_bulk(
+        session, principal, body.ids, "approve", body.reason, early=body.early
+    )
 
 
 @router.post("/v1/commissions/reverse", response_model=BulkOut)
 def reverse_many(body: BulkIn, session: DbSession, principal: CommissionsWrite) -> dict[str, Any]:
     return review.act_in_bulk(session, principal, body.ids, "reverse", body.reason)
+
+
+def _reason_for_early(early: bool, reason: str | None) -> None:
+    """Refuse the whole request up front rather than each unmatured commission in it."""
+    if early and not reason:
+        raise ValidationFailed(
+            "A reason is required to approve before the holding period ends.",
+            code="reason_required",
+            errors=[{"loc": ["body", "reason"], "msg": "required", "type": "reason_required"}],
+        )

@@ -35,6 +35,11 @@ class CommissionRuleVersion(Base):
     effective_from: Mapped[datetime]
     rules: Mapped[list[dict[str, Any]]] = mapped_column(JSONType)
     """``commissions.rules.Rule`` records as JSON (see ``commissions/schemas.py:RuleIn``)."""
+    holding_days: Mapped[int]
+    """Days after an event before its commissions mature (may be approved without saying
+    ``early``). The one source of truth for the holding period: a commission matures at its
+    event's time plus this, from the version in force at the event's time, so every partner of
+    an event matures together however late their commission is created."""
     created_by: Mapped[str] = mapped_column(sa.String(64))
     created_at: Mapped[datetime] = mapped_column(default=utc_now)
 
@@ -67,7 +72,9 @@ class Commission(Timestamps, Base):
     """The rule that produced the amount: the explanation of the commission."""
     status: Mapped[str] = mapped_column(sa.String(16))
     matures_at: Mapped[datetime]
-    """End of the holding period (event time + the program's holding days): approval gate."""
+    """End of the holding period: the event's time + ``holding_days`` of the rule version in
+    force at that time (``rulesets.matures_at``), the same for every partner of the event.
+    Approval gate, unless an operator approves early with a reason."""
     approved_at: Mapped[datetime | None]
     paid_at: Mapped[datetime | None]
     reversed_at: Mapped[datetime | None]

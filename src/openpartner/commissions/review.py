@@ -1,18 +1,23 @@
 """The review queue: approve, reverse, hold and release commissions, one by one or in bulk,
 and the auto-approval job.
 
-    pending ──approve (matured)──► approved ──payout──► paid
+    pending ──approve (matured, or early with a reason)──► approved ──payout──► paid
     pending | approved ──reverse (reason)──► reversed
     pending ──hold (reason)──► held ──release──► pending
     held ──reverse (reason)──► reversed
 
 Asking for the state a commission is already in changes nothing (idempotent: no entry, no audit
 record); anything else outside the diagram is a ``409``. Every change is audited.
+
+Approving before the holding period ends must be asked for (``early``) and explained: the reason
+goes to the audit trail (action ``approved_early``) and to the approval's ledger entries
+(``memo``). Without ``early`` it is ``409 not_mature``; auto-approval never approves early.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
 from datetime import datetime
 from typing import Any, Literal
 
@@ -44,6 +49,8 @@ class InvalidTransition(Conflict):
 
 
 class NotMature(Conflict):
+    """Approval inside the holding period without ``early``."""
+
     default_code = "not_mature"
 
 
@@ -97,9 +104,12 @@ def transition(
     *,
     reason: str | None = None,
     now: datetime | None = None,
+    early: bool = False,
 ) -> bool:
-    """Apply ``action``; False when the commission is already in the target state."""
+    """Apply ``action``; False when the commission is already in the target state. ``early``
+    lets ``approve`` pass the holding period (with a ``reason``)."""
     now = now or utc_now()
+    done = _past(action)
     before = commission.status
     if before == _target(action):
         return False
@@ -112,13 +122,21 @@ def transition(
         raise ValidationFailed(f"A reason is required to {action}.", code="reason_required")
     if action == "approve":
         if now < commission.matures_at:
-            raise NotMature(
-                f"The holding period ends at {commission.matures_at.isoformat()}.",
-            )
+            if not early:
+                raise NotMature(
+                    f"The holding period ends at {commission.matures_at.isoformat()}; "
+                    'to approve it now, say so ("early": true) and give a reason.',
+                )
+            if not reason:
+                raise ValidationFailed(
+                    "A reason is required to approve before the holding period ends.",
+                    code="reason_required",
+                )
+            done = "approved_early"
         move(
             session,
             "approval",
-            refs(commission, actor),
+            replace(refs(commission, actor), memo=reason),
             commission.amount,
             accounts.PENDING,
             accounts.APPROVED,
@@ -144,7 +162,7 @@ def transition(
         commission.reason = reason
     commission.status = _target(action)
     delta = -commission.amount if action == "reverse" else 0
-    audit(session, commission, _past(action), before, actor, reason=reason, delta=delta)
+    audit(session, commission, done, before, actor, reason=reason, delta=delta)
     return True
 
 
@@ -160,10 +178,12 @@ def act(
     commission_id: str,
     action: Action,
     reason: str | None = None,
+    *,
+    early: bool = False,
 ) -> Commission:
     require_merchant(principal)
     commission = get_commission(session, principal, commission_id, lock=True)
-    transition(session, commission, action, principal.key_id, reason=reason)
+    transition(session, commission, action, principal.key_id, reason=reason, early=early)
     session.flush()
     return commission
 
@@ -174,6 +194,8 @@ def act_in_bulk(
     ids: Iterable[str],
     action: Action,
     reason: str | None = None,
+    *,
+    early: bool = False,
 ) -> dict[str, Any]:
     """Each commission on its own: changed, unchanged, or refused with a code."""
     require_merchant(principal)
@@ -182,7 +204,9 @@ def act_in_bulk(
     for commission_id in dict.fromkeys(ids):
         try:
             commission = get_commission(session, principal, commission_id, lock=True)
-            changed = transition(session, commission, action, principal.key_id, reason=reason)
+            changed = transition(
+                session, commission, action, principal.key_id, reason=reason, early=early
+            )
             result = "changed" if changed else "unchanged"
             results.append({"id": commission_id, "result": result, "status": commission.status})
         except OpenPartnerError as exc:

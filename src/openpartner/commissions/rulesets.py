@@ -1,8 +1,8 @@
-"""Effective-dated versions of a program's commission rules."""
+"""Effective-dated versions of a program's commission rules, and the holding period they carry."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -82,6 +82,7 @@ def create_version(
         program_id=program.id,
         effective_from=ensure_utc(data.effective_from) if data.effective_from else utc_now(),
         rules=[r.as_dict() for r in rules],
+        holding_days=program.holding_days if data.holding_days is None else data.holding_days,
         created_by=principal.key_id,
     )
     session.add(version)
@@ -100,3 +101,10 @@ def version_at(session: Session, program_id: str, at: datetime) -> CommissionRul
         .order_by(CommissionRuleVersion.effective_from.desc(), CommissionRuleVersion.seq.desc())
         .limit(1)
     )
+
+
+def matures_at(version: CommissionRuleVersion, occurred_at: datetime) -> datetime:
+    """When commissions on an event at ``occurred_at`` mature, under ``version`` (the one in
+    force at that time): a function of the event and its rules only, never of when the
+    commission was created, so every partner of an event matures at the same instant."""
+    return occurred_at + timedelta(days=version.holding_days)

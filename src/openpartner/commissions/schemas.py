@@ -32,6 +32,9 @@ class RuleSetIn(RequestModel):
     """When this version takes effect (default: now); events are computed with the version in
     force at their own time."""
     rules: list[RuleIn] = Field(max_length=500)
+    holding_days: int | None = Field(default=None, ge=0, le=90)
+    """Days after an event before its commissions mature (default: the program's
+    ``holding_days``). Recorded on the version: events in force under it keep it for good."""
 
 
 class RuleSetOut(ResponseModel):
@@ -39,6 +42,7 @@ class RuleSetOut(ResponseModel):
     program_id: str
     effective_from: datetime
     rules: list[dict[str, Any]]
+    holding_days: int
     created_by: str
     created_at: datetime
 
@@ -88,18 +92,46 @@ class AdjustmentOut(ResponseModel):
     created_at: datetime
 
 
+class LedgerEntryOut(ResponseModel):
+    """One leg of a ledger transaction about the commission (debits positive)."""
+
+    txn_id: str
+    kind: str
+    account: str
+    amount: int
+    currency: str
+    actor: str
+    memo: str | None
+    created_at: datetime
+
+
 class CommissionDetail(CommissionOut):
     audit: list[AuditOut]
     adjustments: list[AdjustmentOut]
+    ledger: list[LedgerEntryOut]
+    """Its ledger history, oldest first: accrual, approval (with the reason of an early one as
+    ``memo``), reversal, payout …"""
 
 
 class ReasonIn(RequestModel):
     reason: FreeText = Field(min_length=1, max_length=1000)
 
 
+class ApproveIn(RequestModel):
+    early: bool = False
+    """Approve even before the holding period ends (``reason`` required then)."""
+    reason: FreeText | None = Field(default=None, min_length=1, max_length=1000)
+    """Why: kept in the audit trail and on the approval's ledger entries."""
+
+
 class BulkIn(RequestModel):
     ids: list[str] = Field(min_length=1, max_length=500)
     reason: FreeText | None = Field(default=None, min_length=1, max_length=1000)
+
+
+class BulkApproveIn(BulkIn):
+    early: bool = False
+    """Approve even before the holding period ends (``reason`` required then)."""
 
 
 class BulkItem(ResponseModel):

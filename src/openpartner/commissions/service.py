@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from fractions import Fraction
 
 import sqlalchemy as sa
@@ -31,7 +31,7 @@ from openpartner.commissions.models import (
     CommissionRuleVersion,
 )
 from openpartner.commissions.rules import Earning, Rule, Share, after_refunds, earnings
-from openpartner.commissions.rulesets import version_at
+from openpartner.commissions.rulesets import matures_at, version_at
 from openpartner.core.ids import new_id
 from openpartner.core.time import utc_now
 from openpartner.db.sums import combine, money_sum
@@ -201,7 +201,7 @@ def _create(
         rule_version_id=version_id,
         rule=target.rule.as_dict(),
         status="pending",
-        matures_at=sale.occurred_at + timedelta(days=program.holding_days),
+        matures_at=_matures_at(session, sale, version_id),
     )
     session.add(commission)
     move(
@@ -213,6 +213,22 @@ def _create(
         accounts.PENDING,
     )
     audit(session, commission, "accrued", None, ATTRIBUTION_ACTOR, delta=target.amount)
+
+
+def _matures_at(session: Session, sale: Event, version_id: str | None) -> datetime:
+    """The event's maturity under the rule version that priced it (the one in force at the
+    event's time): recorded on the version, so a commission created later for the same event
+    (a replay, a late identify) matures with the others, whatever the program says now."""
+    version = (
+        session.scalar(
+            sa.select(CommissionRuleVersion).where(CommissionRuleVersion.id == version_id)
+        )
+        if version_id is not None
+        else version_at(session, sale.program_id, sale.occurred_at)
+    )
+    if version is None:  # no rules, no commission: unreachable, but say so rather than guess
+        raise ValueError(f"no commission rules in force for event {sale.id}")
+    return matures_at(version, sale.occurred_at)
 
 
 def adjustments_total(session: Session, commission_id: str) -> int:

@@ -40,4 +40,7 @@ class LedgerEntry(Base):
     payout_id: Mapped[str | None] = mapped_column(IdType, index=True)
     event_id: Mapped[str | None] = mapped_column(IdType)
     actor: Mapped[str] = mapped_column(sa.String(64))
+    memo: Mapped[str | None] = mapped_column(sa.Text)
+    """Why, when the movement is a person's decision rather than a rule's: e.g. the reason given
+    for approving a commission before its holding period ended."""
     created_at: Mapped[datetime] = mapped_column(default=utc_now)

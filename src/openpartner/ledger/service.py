@@ -27,6 +27,7 @@ class Refs:
     adjustment_id: str | None = None
     payout_id: str | None = None
     event_id: str | None = None
+    memo: str | None = None
 
 
 def post(session: Session, kind: str, refs: Refs, legs: Sequence[tuple[str, int]]) -> str:
@@ -53,6 +54,7 @@ def post(session: Session, kind: str, refs: Refs, legs: Sequence[tuple[str, int]
             payout_id=refs.payout_id,
             event_id=refs.event_id,
             actor=refs.actor,
+            memo=refs.memo,
         )
         for account, amount in legs
     )
