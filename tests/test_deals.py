@@ -1,4 +1,4 @@
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
@@ -71,3 +71,70 @@ def test_open_and_close_in_one_call(client: TestClient, session: Session) -> Non
         json={"program_id": program.id, "customer_id": "c1", "amount": "150000", "currency": "JPY"},
     ).json()
     assert deal["status"] == "closed" and deal["amount"] == 150000 and deal["currency"] == "JPY"
+
+
+def test_touchpoint_naming_another_programs_partner_is_refused(
+    client: TestClient, session: Session
+) -> None:
+    program = make_program(session)
+    outsider = make_partner(session, program=make_program(session, name="Other"))
+    session.commit()
+    deal_id = client.post("/v1/deals", json={"program_id": program.id}).json()["id"]
+    refused = client.post(
+        "/v1/touchpoints",
+        json={"partner_id": outsider.id, "deal_id": deal_id, "type": "referral"},
+    )
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["code"] == "partner_not_in_program"
+    assert refused.json()["errors"][0]["loc"] == ["body", "partner_id"]
+    assert client.get(f"/v1/deals/{deal_id}").json()["touchpoints"] == []
+
+
+def test_retried_deal_close_answers_as_the_first_and_a_different_close_conflicts(
+    client: TestClient, session: Session
+) -> None:
+    program = make_program(session)
+    partner = make_partner(session, program=program)
+    session.commit()
+    deal_id = client.post("/v1/deals", json={"program_id": program.id, "customer_id": "c1"}).json()[
+        "id"
+    ]
+    client.post(
+        "/v1/touchpoints", json={"partner_id": partner.id, "deal_id": deal_id, "type": "closer"}
+    )
+    close = {"amount": "120.00", "currency": "usd", "closed_at": utc_now().isoformat()}
+    first = client.post(f"/v1/deals/{deal_id}/close", json=close)
+    assert first.status_code == 200, first.text
+    for retry in (close, {"amount": 12_000}, {"amount": "120.00", "currency": "USD"}):
+        again = client.post(f"/v1/deals/{deal_id}/close", json=retry)
+        assert (again.status_code, again.json()) == (200, first.json())
+    events = client.get("/v1/events", params={"program_id": program.id}).json()["data"]
+    assert [e["id"] for e in events] == [first.json()["event_id"]]  # one sale, never two
+    for other, field in (
+        ({"amount": "121.00"}, "amount"),
+        ({"amount": "120.00", "currency": "EUR"}, "currency"),
+        ({"amount": "120.00", "closed_at": "2030-01-01T00:00:00Z"}, "closed_at"),
+        ({"amount": "120.00", "model": "linear"}, "model"),
+    ):
+        conflict = client.post(f"/v1/deals/{deal_id}/close", json=other)
+        assert conflict.status_code == 409, conflict.text
+        assert conflict.json()["code"] == "deal_close_conflict"
+        assert [e["loc"] for e in conflict.json()["errors"]] == [["body", field]]
+    assert client.get(f"/v1/deals/{deal_id}").json() == first.json()
+
+
+def test_deal_breakdown_names_partners_and_says_when_it_was_calculated(
+    client: TestClient, session: Session
+) -> None:
+    program = make_program(session)
+    ada = make_partner(session, program=program, name="Ada Referrals")
+    session.commit()
+    deal_id = client.post("/v1/deals", json={"program_id": program.id}).json()["id"]
+    client.post("/v1/touchpoints", json={"partner_id": ada.id, "deal_id": deal_id, "type": "demo"})
+    client.post(f"/v1/deals/{deal_id}/close", json={"amount": 5000})
+    before = utc_now()
+    body = client.get(f"/v1/deals/{deal_id}/attribution", params={"model": "role_based"}).json()
+    assert [(p["partner_id"], p["partner_name"]) for p in body["partners"]] == [
+        (ada.id, "Ada Referrals")
+    ]
+    assert before <= datetime.fromisoformat(body["calculated_at"]) <= utc_now()

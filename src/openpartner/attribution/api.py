@@ -13,8 +13,10 @@ from openpartner.api.schemas import RequestModel, Timestamp
 from openpartner.attribution import explain
 from openpartner.attribution.replay import replay
 from openpartner.core.errors import NotFound, ValidationFailed
+from openpartner.core.time import utc_now
 from openpartner.deals.service import get_deal
 from openpartner.events.models import Event
+from openpartner.partners.models import Partner
 from openpartner.programs.schemas import AttributionModelName
 from openpartner.programs.service import get_program
 
@@ -96,6 +98,18 @@ def deal_attribution(
         raise NotFound(f"Deal {deal_id} has no sale.")
     body = _explained(session, event, model, params, window_days)
     body["deal_id"] = deal.id
+    # Computed now, on the fly (the seed's breakdown carries both fields).
+    body["calculated_at"] = utc_now().isoformat()
+    names = {
+        partner_id: name
+        for partner_id, name in session.execute(
+            sa.select(Partner.id, Partner.name).where(
+                Partner.id.in_([p["partner_id"] for p in body["partners"]])
+            )
+        )
+    }
+    for entry in body["partners"]:
+        entry["partner_name"] = names.get(entry["partner_id"])
     return body
 
 

@@ -23,11 +23,33 @@ from openpartner.programs.models import Program
 from openpartner.settings import Settings
 
 
+class PartnerNotInProgram(ValidationFailed):
+    default_code = "partner_not_in_program"
+
+
+class DealCloseConflict(Conflict):
+    """The deal is closed, and this close asks for something else than the first one did."""
+
+    default_code = "deal_close_conflict"
+
+
 def record_touchpoint(session: Session, principal: Principal, data: TouchpointIn) -> Touchpoint:
     partner = get_partner(session, principal, data.partner_id)
     customer_id = check_identifier(data.customer_id, "customer_id")
     if data.deal_id is not None:
-        get_deal(session, principal, data.deal_id)
+        deal = get_deal(session, principal, data.deal_id)
+        if deal.program_id != partner.program_id:
+            # Stored under the partner's program, the touch would never meet the deal's sale.
+            raise PartnerNotInProgram(
+                f"Partner {partner.id} is not in the program of deal {deal.id}.",
+                errors=[
+                    {
+                        "loc": ["body", "partner_id"],
+                        "msg": "not in the deal's program",
+                        "type": "partner_not_in_program",
+                    }
+                ],
+            )
     elif customer_id is None:
         raise ValidationFailed(
             "A touchpoint needs a deal_id or a customer_id.", code="touch_target_required"
@@ -92,10 +114,14 @@ def create_deal(session: Session, program: Program, data: DealIn, settings: Sett
 def close_deal(
     session: Session, program: Program, deal: Deal, data: DealClose, settings: Settings
 ) -> Deal:
-    if deal.status == "closed":
-        raise Conflict("The deal is already closed.", code="deal_closed")
+    # Read-then-write: two closes of one deal at once must not both see it open (PostgreSQL;
+    # SQLite serializes writers).
+    session.refresh(deal, with_for_update=True)
     currency = normalize_currency(data.currency or program.currency)
     amount = parse_amount(data.amount, currency)
+    if deal.status == "closed":
+        _check_same_close(deal, data, amount, currency)
+        return deal
     closed_at = ensure_utc(data.closed_at) if data.closed_at else utc_now()
     sale = EventIn(
         type="sale",
@@ -112,6 +138,30 @@ def close_deal(
     deal.event_id = done.response["id"]
     session.flush()
     return deal
+
+
+def _check_same_close(deal: Deal, data: DealClose, amount: int, currency: str) -> None:
+    """A retried close (same amount and currency; ``closed_at`` and ``model`` as before or
+    left out) changes nothing and answers as the first did; any other close is a conflict."""
+    differs = [
+        name
+        for name, asked, stored in (
+            ("amount", amount, deal.amount),
+            ("currency", currency, deal.currency),
+            ("closed_at", ensure_utc(data.closed_at) if data.closed_at else None, deal.closed_at),
+            ("model", data.model, deal.model),
+        )
+        if asked is not None and asked != stored
+    ]
+    if differs:
+        raise DealCloseConflict(
+            f"The deal is already closed ({deal.amount} minor units of {deal.currency} at "
+            f"{deal.closed_at}); this close differs in {', '.join(differs)}.",
+            errors=[
+                {"loc": ["body", name], "msg": "differs from the close", "type": "conflict"}
+                for name in differs
+            ],
+        )
 
 
 def deal_view(session: Session, deal: Deal) -> dict[str, Any]:
