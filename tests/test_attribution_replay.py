@@ -301,3 +301,86 @@ def test_replaying_twice_is_a_no_op(
         for event in events:
             assert sum(r[1] for r in rows(session, event.id)) in (0, event.amount)
         nested.rollback()
+
+
+@pytest.mark.parametrize(
+    ("alias", "model"),
+    [
+        ("equal", "partner_equal"),
+        ("first-touch", "first_click"),
+        ("last-touch", "last_click"),
+        ("role-based", "role_based"),
+        ("time-decay", "time_decay"),
+    ],
+)
+def test_the_second_seeds_model_names_are_aliases_everywhere_a_model_is_named(
+    client: TestClient, session: Session, journey: dict[str, str], alias: str, model: str
+) -> None:
+    program = journey["program"]
+    created = client.post(
+        "/v1/programs",
+        json={
+            "name": "Seeded",
+            "currency": "USD",
+            "default_destination_url": "https://seed.example/",
+            "attribution_model": alias,
+        },
+    )
+    assert created.status_code == 201, created.text
+    assert created.json()["attribution_model"] == model
+    patched = client.patch(f"/v1/programs/{program}", json={"attribution_model": alias})
+    assert patched.json()["attribution_model"] == model
+    event = sale(client, journey, "s1")
+    what_if = client.get(f"/v1/events/{event['id']}/attribution", params={"model": alias})
+    assert what_if.json()["model"] == model
+    deal = client.post("/v1/deals", json={"program_id": program, "customer_id": "c1"}).json()
+    closed = client.post(f"/v1/deals/{deal['id']}/close", json={"amount": 100, "model": alias})
+    assert closed.json()["model"] == model
+    breakdown = client.get(f"/v1/deals/{deal['id']}/attribution", params={"model": alias})
+    assert breakdown.json()["model"] == model
+    report = client.post(f"/v1/programs/{program}/attribution/replay", json={"model": alias})
+    assert report.status_code == 200, report.text
+    assert report.json()["model"] == model
+    assert replay(session, program, model=alias).model == model
+
+
+def test_an_unknown_model_or_a_window_out_of_range_answers_its_own_code(
+    client: TestClient, journey: dict[str, str]
+) -> None:
+    program = journey["program"]
+    event = sale(client, journey, "s1")
+    attribution = f"/v1/events/{event['id']}/attribution"
+    for method, path, body, params in (
+        ("PATCH", f"/v1/programs/{program}", {"attribution_model": "equal_split"}, None),
+        ("POST", f"/v1/programs/{program}/attribution/replay", {"model": "shapley"}, None),
+        ("POST", "/v1/deals", {"program_id": program, "model": "Linear"}, None),
+        ("GET", attribution, None, {"model": "u_shape"}),
+    ):
+        refused = client.request(method, path, json=body, params=params)
+        assert refused.status_code == 422, refused.text
+        assert refused.json()["code"] == "invalid_model", refused.json()
+        assert "partner_equal" in refused.json()["errors"][0]["msg"]
+    for days in (0, 366, "30", 1.5):
+        for method, path, body, params in (
+            ("PATCH", f"/v1/programs/{program}", {"attribution_window_days": days}, None),
+            (
+                "POST",
+                f"/v1/programs/{program}/attribution/replay",
+                {"model": "linear", "window_days": days},
+                None,
+            ),
+            ("GET", attribution, None, {"window_days": days}),
+        ):
+            if params is not None and days == "30":
+                continue  # a query string is text: "30" is thirty days there
+            refused = client.request(method, path, json=body, params=params)
+            assert refused.status_code == 422, refused.text
+            assert refused.json()["code"] == "invalid_window", refused.json()
+    for days in (1, 365):
+        assert client.get(attribution, params={"window_days": days}).status_code == 200
+    both = client.patch(
+        f"/v1/programs/{program}",
+        json={"attribution_model": "nope", "attribution_window_days": 0},
+    )
+    assert both.json()["code"] == "validation_error"  # several rules: every field in errors
+    assert {e["type"] for e in both.json()["errors"]} == {"invalid_model", "invalid_window"}

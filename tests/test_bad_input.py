@@ -32,23 +32,21 @@ def test_malformed_json_is_400(client: TestClient, session: Session) -> None:
 
 
 @pytest.mark.parametrize(
-    ("field", "value"),
+    ("field", "value", "code"),
     [
-        ("name", 123),
-        ("currency", 840),
-        ("attribution_window_days", "60"),
-        ("attribution_window_days", 1.5),
-        ("allowed_domains", "acme.example"),
-        ("metadata", ["not", "a", "dict"]),
-        ("attribution_model", "most_clicks"),
+        ("name", 123, "validation_error"),
+        ("currency", 840, "validation_error"),
+        ("attribution_window_days", "60", "invalid_window"),
+        ("attribution_window_days", 1.5, "invalid_window"),
+        ("allowed_domains", "acme.example", "validation_error"),
+        ("metadata", ["not", "a", "dict"], "validation_error"),
+        ("attribution_model", "most_clicks", "invalid_model"),
     ],
 )
 def test_wrong_types_are_422_with_field_detail(
-    client: TestClient, session: Session, field: str, value: object
+    client: TestClient, session: Session, field: str, value: object, code: str
 ) -> None:
-    body = assert_problem(
-        client.post("/v1/programs", json={**PROGRAM, field: value}), 422, "validation_error"
-    )
+    body = assert_problem(client.post("/v1/programs", json={**PROGRAM, field: value}), 422, code)
     errors = body["errors"]
     assert isinstance(errors, list)
     assert any(field in e["loc"] for e in errors)

@@ -81,6 +81,12 @@ INPUT_LIMITS = {
 }
 """Field error types of the input rules (api/schemas.py): a request refused by one rule only
 is answered with that rule as its ``code``."""
+FIELD_RULES = {
+    "invalid_model": "Unknown attribution model.",
+    "invalid_window": "The attribution window is out of range.",
+}
+"""Field error types of single fields with a code of their own (programs/schemas.py), answered
+the same way."""
 
 
 def validation_problem(errors: Sequence[Any]) -> OpenPartnerError:
@@ -91,8 +97,8 @@ def validation_problem(errors: Sequence[Any]) -> OpenPartnerError:
             "The request body is not valid JSON.", code="malformed_json", errors=fields
         )
     kinds = {e["type"] for e in fields}
-    if len(kinds) == 1 and (kind := kinds.pop()) in INPUT_LIMITS:
-        return ValidationFailed(INPUT_LIMITS[kind], code=kind, errors=fields)
+    if len(kinds) == 1 and (kind := kinds.pop()) in INPUT_LIMITS | FIELD_RULES:
+        return ValidationFailed((INPUT_LIMITS | FIELD_RULES)[kind], code=kind, errors=fields)
     return ValidationFailed("The request is not valid.", errors=fields)
 
 

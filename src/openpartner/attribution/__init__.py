@@ -28,6 +28,7 @@ from openpartner.attribution.inputs import KINDS, Conversion, Touch, touch_order
 from openpartner.attribution.models import (
     DEFAULT_MODEL,
     DEFAULT_SPEC,
+    MODEL_ALIASES,
     MODELS,
     FirstClick,
     LastClick,
@@ -48,6 +49,7 @@ __all__ = [
     "EXCLUSION_REASONS",
     "KINDS",
     "MODELS",
+    "MODEL_ALIASES",
     "Attribution",
     "Conversion",
     "Credit",

@@ -17,7 +17,7 @@ from openpartner.core.time import utc_now
 from openpartner.deals.service import get_deal
 from openpartner.events.models import Event
 from openpartner.partners.models import Partner
-from openpartner.programs.schemas import AttributionModelName
+from openpartner.programs.schemas import AttributionModelName, WindowDays
 from openpartner.programs.service import get_program
 
 router = APIRouter(prefix="/v1", tags=["attribution"])
@@ -32,7 +32,7 @@ Params = Annotated[
         max_length=2000, description='Model parameters as JSON, e.g. {"half_life_seconds": 86400}'
     ),
 ]
-Window = Annotated[int | None, Query(ge=1, le=365)]
+Window = Annotated[WindowDays | None, Query()]
 
 
 def _params(raw: str | None) -> dict[str, Any]:
@@ -116,7 +116,7 @@ def deal_attribution(
 class ReplayIn(RequestModel):
     model: AttributionModelName
     params: dict[str, Any] = Field(default_factory=dict, max_length=16)
-    window_days: int | None = Field(default=None, ge=1, le=365)
+    window_days: WindowDays | None = None
     since: Timestamp | None = None
     dry_run: bool = True
 

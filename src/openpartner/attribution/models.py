@@ -14,8 +14,9 @@ eligible touch always earns 100 % under every model.
     ├── TimeDecay      "time_decay"     2^(-age / half-life), half-life default 7 days
     └── RoleBased      "role_based"     weights per touchpoint role, normalised over those present
 
-``parse_model(name, params)`` turns the stored or requested form into a model and refuses bad input
-with ``ValidationFailed(code="invalid_model")`` or ``code="invalid_model_params"``;
+``parse_model(name, params)`` turns the stored or requested form into a model (a name of
+:data:`MODEL_ALIASES` gives its canonical model) and refuses bad input with
+``ValidationFailed(code="invalid_model")`` or ``code="invalid_model_params"``;
 ``params_for_storage()`` gives the canonical, JSON-able parameters back, so
 ``parse_model(m.name, m.params_for_storage()) == m``.
 """
@@ -285,12 +286,30 @@ MODELS: Final[Mapping[str, type[ModelSpec]]] = {
 }
 
 
+MODEL_ALIASES: Final[Mapping[str, str]] = {
+    "equal": "partner_equal",
+    "first-touch": "first_click",
+    "last-touch": "last_click",
+    "role-based": "role_based",
+    "time-decay": "time_decay",
+}
+"""The second seed's model names. Its ``equal`` splits evenly among the distinct partners of the
+deal, whatever their number of touches: ``partner_equal``, not ``linear`` (equal per touch)."""
+
+
+def canonical_model(name: str) -> str:
+    """``name`` with an alias replaced by the model it names (anything else unchanged)."""
+    return MODEL_ALIASES.get(name, name)
+
+
 def parse_model(name: str, params: Mapping[str, Any] | None = None) -> ModelSpec:
-    """A validated model from its name and JSON parameters (``None`` or ``{}``: defaults)."""
-    cls = MODELS.get(name)
+    """A validated model from its name (or alias) and JSON parameters (``None`` or ``{}``:
+    defaults)."""
+    cls = MODELS.get(canonical_model(name))
     if cls is None:
         raise ValidationFailed(
-            f"Unknown attribution model {name!r}; expected one of {sorted(MODELS)}.",
+            f"Unknown attribution model {name!r}; expected one of {sorted(MODELS)} "
+            f"(or an alias: {sorted(MODEL_ALIASES)}).",
             code="invalid_model",
         )
     params = {} if params is None else params

@@ -1,16 +1,61 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal, get_args
 
-from pydantic import AliasChoices, Field
+from pydantic import (
+    AliasChoices,
+    Field,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
+)
+from pydantic_core import PydanticCustomError
 
 from openpartner.api.schemas import Metadata, RequestModel, ResponseModel
+from openpartner.attribution.models import MODEL_ALIASES, canonical_model
 from openpartner.core.money import MAX_AMOUNT
 
-AttributionModelName = Literal[
+CanonicalModelName = Literal[
     "last_click", "first_click", "linear", "partner_equal", "position", "time_decay", "role_based"
 ]
+MIN_WINDOW_DAYS: Final = 1
+MAX_WINDOW_DAYS: Final = 365
+"""The attribution windows the API accepts (the engine itself takes 0 to 36,500 days)."""
+
+
+def _model_name(value: Any, handler: ValidatorFunctionWrapHandler) -> str:
+    try:
+        return str(handler(canonical_model(value) if isinstance(value, str) else value))
+    except ValidationError:
+        raise PydanticCustomError(
+            "invalid_model",
+            "Unknown attribution model; expected one of {expected}, or an alias: {aliases}.",
+            {
+                "expected": ", ".join(get_args(CanonicalModelName)),
+                "aliases": ", ".join(MODEL_ALIASES),
+            },
+        ) from None
+
+
+def _window_days(value: Any, handler: ValidatorFunctionWrapHandler) -> int:
+    try:
+        return int(handler(value))
+    except ValidationError:
+        raise PydanticCustomError(
+            "invalid_window",
+            "The attribution window is a whole number of days from {minimum} to {maximum}.",
+            {"minimum": MIN_WINDOW_DAYS, "maximum": MAX_WINDOW_DAYS},
+        ) from None
+
+
+AttributionModelName = Annotated[CanonicalModelName, WrapValidator(_model_name)]
+"""A payout model's name, or one of its aliases (``attribution.models.MODEL_ALIASES``), taken
+as the canonical name; anything else is refused as ``invalid_model``."""
+WindowDays = Annotated[
+    int, Field(ge=MIN_WINDOW_DAYS, le=MAX_WINDOW_DAYS), WrapValidator(_window_days)
+]
+"""An attribution window in days; out of range or not an integer is ``invalid_window``."""
 ParamName = Field(default=None, pattern=r"^[A-Za-z0-9_-]{1,64}$")
 PayoutSchedule = Literal["manual", "weekly", "biweekly", "monthly"]
 PayoutProvider = Literal["manual", "stripe"]
@@ -31,7 +76,7 @@ class ProgramCreate(RequestModel):
     allowed_domains: list[str] | None = Field(default=None, max_length=50)
     """Defaults to the host of ``default_destination_url``."""
     allowed_origins: list[str] = Field(default_factory=list, max_length=50)
-    attribution_window_days: int = Field(default=60, ge=1, le=365)
+    attribution_window_days: WindowDays = 60
     attribution_model: AttributionModelName = "last_click"
     attribution_params: dict[str, Any] = Field(default_factory=dict, max_length=16)
     """Model parameters, e.g. ``{"half_life_seconds": 604800}`` (see docs/attribution.md)."""
@@ -53,7 +98,7 @@ class ProgramUpdate(RequestModel):
     default_destination_url: str | None = Field(default=None, max_length=2048)
     allowed_domains: list[str] | None = Field(default=None, max_length=50)
     allowed_origins: list[str] | None = Field(default=None, max_length=50)
-    attribution_window_days: int | None = Field(default=None, ge=1, le=365)
+    attribution_window_days: WindowDays | None = None
     attribution_model: AttributionModelName | None = None
     attribution_params: dict[str, Any] | None = Field(default=None, max_length=16)
     cookie_lifetime_days: int | None = Field(default=None, ge=1, le=400)
