@@ -361,7 +361,7 @@ def test_an_unknown_model_or_a_window_out_of_range_answers_its_own_code(
         assert refused.json()["code"] == "invalid_model", refused.json()
         assert "partner_equal" in refused.json()["errors"][0]["msg"]
     for days in (0, 366, "30", 1.5):
-        for method, path, body, params in (
+        cases: list[tuple[str, str, dict[str, object] | None, dict[str, str | float] | None]] = [
             ("PATCH", f"/v1/programs/{program}", {"attribution_window_days": days}, None),
             (
                 "POST",
@@ -370,10 +370,11 @@ def test_an_unknown_model_or_a_window_out_of_range_answers_its_own_code(
                 None,
             ),
             ("GET", attribution, None, {"window_days": days}),
-        ):
-            if params is not None and days == "30":
+        ]
+        for method, path, payload, query in cases:
+            if query is not None and days == "30":
                 continue  # a query string is text: "30" is thirty days there
-            refused = client.request(method, path, json=body, params=params)
+            refused = client.request(method, path, json=payload, params=query)
             assert refused.status_code == 422, refused.text
             assert refused.json()["code"] == "invalid_window", refused.json()
     for days in (1, 365):

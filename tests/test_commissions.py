@@ -292,3 +292,25 @@ def test_partners_read_only_their_own_commissions(
     denied = client.post(f"/v1/commissions/{own.id}/approve", headers=auth)
     assert (denied.status_code, denied.json()["code"]) == (403, "partner_key_forbidden")
     assert_books_balance(session)
+
+
+def test_a_reversed_commission_keeps_its_amount_and_says_it_no_longer_counts(
+    client: TestClient, session: Session, settings: Settings
+) -> None:
+    program = make_program(session)
+    set_rules(session, program, percent(1000))
+    partner = make_partner(session, program=program)
+    kept = only_commission(session, sale(session, settings, partner, 10_000))
+    gone = only_commission(session, sale(session, settings, partner, 20_000))
+    session.commit()
+    reversed_ = client.post(f"/v1/commissions/{gone.id}/reverse", json={"reason": "fraud"}).json()
+    assert (reversed_["status"], reversed_["amount"]) == ("reversed", 2000)
+    assert (reversed_["counts"], reversed_["effective_amount"]) == (False, 0)
+    detail = client.get(f"/v1/commissions/{gone.id}").json()
+    assert (detail["amount"], detail["counts"], detail["effective_amount"]) == (2000, False, 0)
+    listed = {c["id"]: c for c in client.get("/v1/commissions").json()["data"]}
+    assert (listed[kept.id]["counts"], listed[kept.id]["effective_amount"]) == (True, 1000)
+    assert listed[gone.id]["effective_amount"] == 0
+    # What counts is what the ledger holds: the partner earned the kept one only.
+    (balance,) = partner_balances(session, partner.id)
+    assert balance.earned == sum(c["effective_amount"] for c in listed.values()) == 1000

@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, computed_field
 
 from openpartner.api.schemas import FreeText, RequestModel, ResponseModel, Timestamp
 from openpartner.events.schemas import EVENT_TYPE_PATTERN
@@ -67,6 +67,20 @@ class CommissionOut(ResponseModel):
     payout_id: str | None
     created_at: datetime
     updated_at: datetime
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def counts(self) -> bool:
+        """False once ``reversed``: the commission owes nothing, and ``amount`` keeps what it
+        was when it was reversed (the ledger's reversal entry took it back)."""
+        return self.status != "reversed"
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def effective_amount(self) -> int:
+        """What the commission counts for now, in minor units of ``currency``: ``amount``, or 0
+        once reversed. Adjustments booked after payment are listed apart."""
+        return self.amount if self.counts else 0
 
 
 class AuditOut(ResponseModel):
