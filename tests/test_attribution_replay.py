@@ -1,6 +1,7 @@
 """Persisted attribution under versioned configs, explanations, what-ifs and replay."""
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -385,3 +386,53 @@ def test_an_unknown_model_or_a_window_out_of_range_answers_its_own_code(
     )
     assert both.json()["code"] == "validation_error"  # several rules: every field in errors
     assert {e["type"] for e in both.json()["errors"]} == {"invalid_model", "invalid_window"}
+
+
+def test_replay_report_counts_every_event_whose_credit_moves_and_lists_only_moved_totals(
+    client: TestClient, session: Session, journey: dict[str, str]
+) -> None:
+    program = journey["program"]
+    a = session.get_one(Partner, journey["a"])
+    touch(session, a, "c1", T0 - timedelta(days=2))  # A, A, B
+    session.commit()
+    lead = client.post(
+        "/v1/events",
+        json={"program_id": program, "type": "lead", "customer_id": "c1", "external_id": "l1"},
+    )
+    assert lead.status_code == 201, lead.text
+    sale(client, journey, "s1", amount=9_000)
+    url = f"/v1/programs/{program}/attribution/replay"
+
+    def dry_run(model: str) -> dict[str, Any]:
+        response = client.post(url, json={"model": model})
+        assert response.status_code == 200, response.text
+        return response.json()  # type: ignore[no-any-return]
+
+    # The lead earns 0 whoever has it: its credit moving still counts (last click B -> A 2/3).
+    report = dry_run("linear")
+    assert report["changed_events"] == 2
+    assert report["partners"] == [
+        {
+            "partner_id": journey["a"],
+            "currency": "USD",
+            "current": 0,
+            "replayed": 6000,
+            "difference": 6000,
+        },
+        {
+            "partner_id": journey["b"],
+            "currency": "USD",
+            "current": 9000,
+            "replayed": 3000,
+            "difference": -6000,
+        },
+    ]  # no all-zero row of the lead's, with currency null
+    replay(session, program, model="linear", dry_run=False)
+    session.commit()
+    # Set-based (partner_equal) and per event (position): the lead's split moves in both.
+    for model in ("partner_equal", "position"):
+        report = dry_run(model)
+        assert report["changed_events"] == 2, model
+        assert {p["currency"] for p in report["partners"]} == {"USD"}
+    # Nothing moves: nothing counted, nothing listed.
+    assert (dry_run("linear")["changed_events"], dry_run("linear")["partners"]) == (0, [])

@@ -14,6 +14,7 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
+from fractions import Fraction
 from typing import Any
 
 import sqlalchemy as sa
@@ -34,7 +35,6 @@ from openpartner.attribution.service import (
 from openpartner.attribution.set_replay import Steps, covers, replay_set_based
 from openpartner.commissions.service import programs_with_commissions, sync_events
 from openpartner.db.bulk import is_postgresql, one_of
-from openpartner.db.sums import combine, money_sum
 from openpartner.deals.models import Deal
 from openpartner.events.models import Event
 from openpartner.programs.models import Program
@@ -76,6 +76,8 @@ class ReplayReport:
     dry_run: bool
     events: int = 0
     changed_events: int = 0
+    """Events whose credit changes: a partner's amount, or (an event shared by several
+    partners) the weights of a partner's touches, as a lead's split moving does."""
     config_version: str | None = None
     late_events: int = 0
     """Events ingested, or whose customer was bound, while the replay ran: re-derived after its
@@ -85,7 +87,18 @@ class ReplayReport:
     """Seconds per database step of the set-based path (empty on the per-event path)."""
     partners: dict[tuple[str, str | None], PartnerDiff] = field(default_factory=dict)
 
+    def moved(self) -> list[PartnerDiff]:
+        """The (partner, currency) rows whose total the replay changes, in a stable order.
+        Rows that stay the same are left out, among them every row of events without an amount
+        (leads: currency null, always 0): their credit moving is counted in ``changed_events``."""
+        return sorted(
+            (d for d in self.partners.values() if d.difference != 0),
+            key=lambda d: (d.partner_id, d.currency or ""),
+        )
+
     def as_dict(self) -> dict[str, Any]:
+        # The commission effect per partner (issue 15) goes beside "partners", from the same
+        # changed events.
         return {
             "program_id": self.program_id,
             "model": self.model,
@@ -107,9 +120,7 @@ class ReplayReport:
                     "replayed": d.replayed,
                     "difference": d.difference,
                 }
-                for d in sorted(
-                    self.partners.values(), key=lambda d: (d.partner_id, d.currency or "")
-                )
+                for d in self.moved()
             ],
         }
 
@@ -236,36 +247,38 @@ def _replay_chunk(
     session: Session, events: list[Any], rules: Rules, report: ReplayReport, pg: bool, ruled: bool
 ) -> None:
     ids = [e.id for e in events]
-    current: dict[str, dict[str, int]] = defaultdict(dict)
+    current: dict[str, dict[str, Credit]] = defaultdict(dict)
     currency_of = {e.id: e.currency for e in events}
     rows = session.execute(
         sa.select(
-            AttributionRow.event_id, AttributionRow.partner_id, *money_sum(AttributionRow.amount)
-        )
-        .where(one_of(AttributionRow.event_id, "ids", pg))
-        .group_by(AttributionRow.event_id, AttributionRow.partner_id),
+            AttributionRow.event_id,
+            AttributionRow.partner_id,
+            AttributionRow.amount,
+            AttributionRow.weight,
+        ).where(one_of(AttributionRow.event_id, "ids", pg)),
         {"ids": ids},
     )
-    for event_id, partner_id, high, low in rows:
-        current[event_id][partner_id] = combine(high, low)
+    for event_id, partner_id, amount, weight in rows:
+        _add_credit(current[event_id], partner_id, amount, weight)
     derived = attribute(session, events, rules)
     changed: list[str] = []
     for event, new_rows in zip(events, derived, strict=True):
-        replayed: dict[str, int] = defaultdict(int)
+        replayed: dict[str, Credit] = {}
         for row in new_rows:
-            replayed[row["partner_id"]] += row["amount"]
+            _add_credit(replayed, row["partner_id"], row["amount"], row["weight"])
         before = current.get(event.id, {})
-        if dict(replayed) != before:
-            changed.append(event.id)
+        if replayed != before:
+            report.changed_events += 1
+        if _amounts(replayed) != _amounts(before):
+            changed.append(event.id)  # commissions follow per-partner amounts (service.py)
         for partner_id in set(before) | set(replayed):
             _add_diff(
                 report,
                 partner_id,
                 currency_of[event.id],
-                before.get(partner_id, 0),
-                replayed.get(partner_id, 0),
+                before.get(partner_id, NO_CREDIT)[0],
+                replayed.get(partner_id, NO_CREDIT)[0],
             )
-    report.changed_events += len(changed)
     if report.dry_run:
         return
     lock_events(session, ids)  # chunk after chunk, in ingest order, as every deriver does
@@ -280,6 +293,20 @@ def _replay_chunk(
         store(session, rows_)
     if ruled:
         sync_events(session, changed)
+
+
+Credit = tuple[int, Fraction]
+"""A partner's credit in one event: its amount and its exact weight."""
+NO_CREDIT: Credit = (0, Fraction(0))
+
+
+def _add_credit(credits: dict[str, Credit], partner_id: str, amount: int, weight: str) -> None:
+    old_amount, old_weight = credits.get(partner_id, NO_CREDIT)
+    credits[partner_id] = (old_amount + amount, old_weight + Fraction(weight))
+
+
+def _amounts(credits: dict[str, Credit]) -> dict[str, int]:
+    return {partner_id: amount for partner_id, (amount, _) in credits.items()}
 
 
 def _add_diff(

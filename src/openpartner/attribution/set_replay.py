@@ -67,6 +67,7 @@ TEMPORARY_TABLES: Final = (
     "replay_replayed",
     "replay_changed",
     "replay_verdict",
+    "replay_shared",
     "replay_rewrite",
 )
 WORK_MEM: Final = "1GB"
@@ -95,7 +96,8 @@ def replay_set_based(
     """Replay every event of the program in scope (not a refund, from ``since`` on, not under a
     deal's own model) under ``spec``. Reports each (partner, currency) total through
     ``add_diff(partner, currency, current, replayed)`` and returns (events, events whose
-    per-partner amounts changed, their ids if ``want_ids``). Writes nothing when ``dry_run``.
+    credit changed (:func:`_shares_moved`), the ids of those whose per-partner amounts changed
+    if ``want_ids``). Writes nothing when ``dry_run``.
     ``steps`` collects the seconds each statement took; ``before_write`` runs just before the
     first write (the replay's derivation lock: late_changes.py)."""
     d = Dialect(is_postgresql(session))
@@ -167,6 +169,7 @@ def replay_set_based(
     ):
         add_diff(row[0], row[1], combine(row[2], row[3]), combine(row[4], row[5]))
     changed = int(run("SELECT count(*) FROM replay_verdict WHERE moved = 1").scalar_one())
+    changed += _shares_moved(run)
     changed_ids = (
         list(run("SELECT event_id FROM replay_verdict WHERE moved = 1").scalars())
         if want_ids
@@ -235,6 +238,35 @@ def _compare(run: Callable[[str], Any], d: Dialect, scope: str) -> None:
                         THEN 1 ELSE 0 END) AS moved,
                min(coalesce(same_rules, 1)) AS same_rules
         FROM replay_changed GROUP BY event_id"""
+    )
+
+
+def _shares_moved(run: Callable[[str], Any]) -> int:
+    """Events whose per-partner amounts stay but whose split does not: an event without an
+    amount (a lead), or one whose units round alike. Only an event with several partners can
+    (one partner always has weight 1); for it, each partner's touch weights are compared as a
+    multiset. Under these models a partner's touches weigh the same, so equal multisets mean
+    equal weights; two different ones mean a change of the partner's share or of the touches
+    credited. Reported only: the events to rewrite are chosen by ``_write``."""
+    run(
+        """CREATE TEMPORARY TABLE replay_shared AS
+        SELECT c.event_id FROM replay_changed c JOIN replay_verdict v ON v.event_id = c.event_id
+        WHERE v.moved = 0 GROUP BY c.event_id HAVING count(*) > 1"""
+    )
+    return int(
+        run(
+            """SELECT count(DISTINCT coalesce(o.event_id, r.event_id))
+            FROM (SELECT a.event_id, a.partner_id, a.weight, count(*) AS n
+                  FROM attributions a JOIN replay_shared s ON s.event_id = a.event_id
+                  WHERE a.program_id = :program
+                  GROUP BY a.event_id, a.partner_id, a.weight) o
+            FULL JOIN (SELECT x.event_id, x.partner_id, x.weight, count(*) AS n
+                       FROM replay_rows x JOIN replay_shared s ON s.event_id = x.event_id
+                       GROUP BY x.event_id, x.partner_id, x.weight) r
+              ON r.event_id = o.event_id AND r.partner_id = o.partner_id
+             AND r.weight = o.weight AND r.n = o.n
+            WHERE o.event_id IS NULL OR r.event_id IS NULL"""
+        ).scalar_one()
     )
 
 
