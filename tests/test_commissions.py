@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -314,3 +315,50 @@ def test_a_reversed_commission_keeps_its_amount_and_says_it_no_longer_counts(
     # What counts is what the ledger holds: the partner earned the kept one only.
     (balance,) = partner_balances(session, partner.id)
     assert balance.earned == sum(c["effective_amount"] for c in listed.values()) == 1000
+
+
+def test_an_event_before_rules_posted_without_effective_from_says_no_rule_applied(
+    client: TestClient, session: Session, settings: Settings
+) -> None:
+    program = make_program(session)
+    partner = make_partner(session, program=program)
+    customer = refer(session, partner, at=T0 - timedelta(days=3))
+    session.commit()
+    posted = client.post(
+        f"/v1/programs/{program.id}/commission-rules", json={"rules": [percent(1000)]}
+    )
+    assert posted.status_code == 201, posted.text
+    assert datetime.fromisoformat(posted.json()["effective_from"]) == T0  # "now"
+
+    def event(key: str, kind: str, at: datetime, amount: int | None = None) -> dict[str, Any]:
+        body = {
+            "program_id": program.id,
+            "type": kind,
+            "customer_id": customer,
+            "amount": amount,
+            "occurred_at": at.isoformat(),
+            "external_id": key,
+        }
+        created = client.post("/v1/events", json=body)
+        assert created.status_code == 201, created.text
+        assert created.json()["attributed_to"][0]["partner_id"] == partner.id
+        return client.get(f"/v1/events/{created.json()['id']}").json()  # type: ignore[no-any-return]
+
+    (before,) = event("yesterday", "sale", T0 - timedelta(days=1), 10_000)["commissions"]
+    assert (before["partner_id"], before["credit"], before["commission_id"]) == (
+        partner.id,
+        10_000,
+        None,
+    )
+    assert (before["reason"], before["counts"]) == ("no_rule", False)
+    assert "take effect at 2025-03-03T09:00:00+00:00" in before["detail"]
+    (lead,) = event("lead", "lead", T0)["commissions"]
+    assert lead["reason"] == "no_rule" and "'lead'" in lead["detail"]
+    (after,) = event("today", "sale", T0, 10_000)["commissions"]
+    assert (after["amount"], after["currency"], after["status"], after["counts"]) == (
+        1000,
+        "USD",
+        "pending",
+        True,
+    )
+    assert after["commission_id"] is not None and after["reason"] is None

@@ -306,7 +306,12 @@ def test_flagged_clicks_and_revoked_partners_earn_nothing(
 
 def test_get_and_list_events(client: TestClient, ctx: dict[str, str]) -> None:
     created = client.post("/v1/events", json=sale(ctx, external_id="g1")).json()
-    assert client.get(f"/v1/events/{created['id']}").json() == created
+    got = client.get(f"/v1/events/{created['id']}").json()
+    commissions = got.pop("commissions")  # read when asked: ingest's answer has none
+    assert got == created
+    assert [(c["partner_id"], c["reason"]) for c in commissions] == [
+        (a["partner_id"], "no_rule") for a in created["attributed_to"]
+    ]
     listed = client.get("/v1/events", params={"customer_id": "cus_1"}).json()["data"]
     assert [e["id"] for e in listed] == [created["id"]]
     assert client.get("/v1/events/evt_missing").status_code == 404

@@ -9,10 +9,11 @@ from openpartner.accounts.scopes import get_readable
 from openpartner.api.deps import DbSession, EventsRead, EventsWrite, run_committed
 from openpartner.api.pagination import Page, paginate
 from openpartner.api.responses import FastJSONResponse
+from openpartner.commissions import outcome
 from openpartner.events import batch
 from openpartner.events.fast_path import MAX_KEY_LENGTH, ingest_one
 from openpartner.events.models import Event
-from openpartner.events.schemas import BatchIn, BatchOut, EventIn, EventOut
+from openpartner.events.schemas import BatchIn, BatchOut, EventDetailOut, EventIn, EventOut
 from openpartner.programs.models import Program
 from openpartner.programs.service import program_for
 
@@ -79,6 +80,10 @@ def list_events(
     return {"data": [r.response for r in rows], "has_more": has_more, "next_cursor": next_cursor}
 
 
-@router.get("/{event_id}", response_model=EventOut)
+@router.get("/{event_id}", response_model=EventDetailOut)
 def get_event(event_id: str, session: DbSession, principal: EventsRead) -> dict[str, Any]:
-    return get_readable(session, principal, Event, event_id).response
+    """The event as ingest answered it, with ``commissions`` as they are now: per partner its
+    commission, or the reason it has none (``no_rule`` when no rule was in force at the event's
+    time)."""
+    event = get_readable(session, principal, Event, event_id)
+    return {**event.response, "commissions": outcome.for_event(session, event)}

@@ -58,6 +58,29 @@ class EventOut(ResponseModel):
     attributed_to: list[CreditOut]
 
 
+class EventCommissionOut(ResponseModel):
+    """What one partner earned for the event, read when asked (not stored with the event)."""
+
+    partner_id: str
+    credit: int
+    """The partner's attributed amount of the event now (minor units of its currency)."""
+    commission_id: str | None
+    amount: int | None
+    currency: str | None
+    status: str | None
+    counts: bool
+    """False when there is no commission, or it was reversed."""
+    reason: str | None
+    """Why no commission: ``no_rule``, ``not_eligible`` or ``nothing_earned``
+    (``commissions/outcome.py``); null when there is one."""
+    detail: str | None
+
+
+class EventDetailOut(EventOut):
+    commissions: list[EventCommissionOut]
+    """Per partner credited (or holding a commission): its commission, or why it has none."""
+
+
 class BatchItemOut(ResponseModel):
     index: int
     status: str
