@@ -5,12 +5,14 @@ from __future__ import annotations
 import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Literal
 
 import anyio.to_thread
 import sqlalchemy as sa
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
+from pydantic import BaseModel
 from sqlalchemy.orm import Session, sessionmaker
 
 from openpartner import __version__
@@ -64,6 +66,11 @@ ROUTERS = (
 )
 
 
+class Readiness(BaseModel):
+    status: Literal["ready", "unavailable"]
+    database: Literal["ok", "unreachable"]
+
+
 def create_app(
     settings: Settings | None = None, sessions: sessionmaker[Session] | None = None
 ) -> FastAPI:
@@ -101,14 +108,20 @@ def create_app(
     )
     errors.install(app)
     for router in ROUTERS:
-        app.include_router(router)
+        app.include_router(router, responses=errors.PROBLEM_RESPONSES)
 
     @app.get("/health", tags=["operations"], dependencies=[public("liveness probe")])
     async def health() -> dict[str, str]:
         # async: answered on the event loop, without a thread, however busy the pool is.
         return {"status": "ok", "version": __version__}
 
-    @app.get("/ready", tags=["operations"], dependencies=[public("readiness probe")])
+    @app.get(
+        "/ready",
+        tags=["operations"],
+        dependencies=[public("readiness probe")],
+        response_model=Readiness,
+        responses={503: {"model": Readiness, "description": "The database is unreachable."}},
+    )
     async def ready(request: Request) -> JSONResponse:
         def probe() -> None:
             with request.app.state.sessionmaker() as session:

@@ -1,5 +1,10 @@
 """Render every client error as RFC 9457 ``application/problem+json``; never a bare 500 for
-something a client sent."""
+something a client sent.
+
+The OpenAPI document declares the same: every operation lists the problem responses of
+:data:`PROBLEM_RESPONSES` (one per status of the error tree in :mod:`openpartner.core.errors`)
+with the :class:`Problem` schema, so a client can rely on the shape of any error it gets.
+"""
 
 from __future__ import annotations
 
@@ -10,19 +15,80 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from pydantic.json_schema import SkipJsonSchema
 from sqlalchemy.exc import IntegrityError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from openpartner.core.errors import (
     BadRequest,
     Conflict,
+    Forbidden,
+    Gone,
+    NotFound,
     OpenPartnerError,
+    PayloadTooLarge,
+    RateLimited,
     ServiceUnavailable,
+    Unauthorized,
     ValidationFailed,
 )
 
 log = logging.getLogger(__name__)
 PROBLEM = "application/problem+json"
+
+
+def _optional(schema: dict[str, Any]) -> None:
+    schema.pop("default", None)
+
+
+class FieldError(BaseModel):
+    loc: list[str] = Field(description="Where the bad value is: `body`, `query`, ... then names.")
+    msg: str
+    type: str
+
+
+class Problem(BaseModel):
+    """An RFC 9457 problem: the body of every error response."""
+
+    type: str = Field(description="A URI naming the problem; ends with `code`.")
+    title: str
+    status: int
+    code: str = Field(description="Stable and machine-readable: branch on this.")
+    detail: str = Field(description="For humans; may change.")
+    # Absent, never null, when there is nothing to say.
+    instance: str | SkipJsonSchema[None] = Field(
+        default=None, description="The request path.", json_schema_extra=_optional
+    )
+    errors: list[FieldError] | SkipJsonSchema[None] = Field(
+        default=None,
+        description="Field-level details of a request that failed validation.",
+        json_schema_extra=_optional,
+    )
+
+
+# One entry per status of the error tree: any API operation may answer any of them (the body
+# limit, the key check and the database apply to every route), always as a Problem.
+ERROR_CLASSES: tuple[type[OpenPartnerError], ...] = (
+    BadRequest,
+    Unauthorized,
+    Forbidden,
+    NotFound,
+    Conflict,
+    Gone,
+    PayloadTooLarge,
+    ValidationFailed,
+    RateLimited,
+    ServiceUnavailable,
+)
+_PROBLEM_REF = "#/components/schemas/Problem"
+PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
+    error.status: {
+        "description": error.title,
+        "content": {PROBLEM: {"schema": {"$ref": _PROBLEM_REF}}},
+    }
+    for error in ERROR_CLASSES
+}
 
 
 def problem_response(error: OpenPartnerError, request: Request) -> JSONResponse:
@@ -48,6 +114,10 @@ def _field_errors(errors: Sequence[Any]) -> list[dict[str, Any]]:
 
 
 def install(app: FastAPI) -> None:
+    """Render errors as problems, and put the Problem schema that :data:`PROBLEM_RESPONSES`
+    refers to in the app's OpenAPI document (routers are included with those responses)."""
+    _document_problem(app)
+
     @app.exception_handler(OpenPartnerError)
     async def _domain(request: Request, exc: OpenPartnerError) -> JSONResponse:
         return problem_response(exc, request)
@@ -72,6 +142,21 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(OperationalError)
     async def _db_down(request: Request, exc: OperationalError) -> JSONResponse:
         return problem_response(database_problem(exc, request.url.path), request)
+
+
+def _document_problem(app: FastAPI) -> None:
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document = generate()
+            schema = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
+            schemas = document.setdefault("components", {}).setdefault("schemas", {})
+            schemas.update(schema.pop("$defs", {}))
+            schemas[Problem.__name__] = schema
+        return app.openapi_schema  # type: ignore[return-value]
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 INPUT_LIMITS = {
