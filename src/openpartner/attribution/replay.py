@@ -33,8 +33,11 @@ from openpartner.attribution.service import (
     store,
 )
 from openpartner.attribution.set_replay import Steps, covers, replay_set_based
-from openpartner.commissions.service import programs_with_commissions, sync_events
+from openpartner.commissions import bulk as commission_sync
+from openpartner.commissions.models import Adjustment, Commission
+from openpartner.commissions.service import programs_with_commissions
 from openpartner.db.bulk import is_postgresql, one_of
+from openpartner.db.sums import combine, money_sum
 from openpartner.deals.models import Deal
 from openpartner.events.models import Event
 from openpartner.programs.models import Program
@@ -86,6 +89,9 @@ class ReplayReport:
     steps: Steps = field(default_factory=Steps)
     """Seconds per database step of the set-based path (empty on the per-event path)."""
     partners: dict[tuple[str, str | None], PartnerDiff] = field(default_factory=dict)
+    commissions: dict[tuple[str, str], PartnerDiff] = field(default_factory=dict)
+    """Per partner and currency: what the events in scope owe in commissions now (amounts of
+    live commissions plus their adjustments), and after the replay."""
 
     def moved(self) -> list[PartnerDiff]:
         """The (partner, currency) rows whose total the replay changes, in a stable order.
@@ -97,8 +103,6 @@ class ReplayReport:
         )
 
     def as_dict(self) -> dict[str, Any]:
-        # The commission effect per partner (issue 15) goes beside "partners", from the same
-        # changed events.
         return {
             "program_id": self.program_id,
             "model": self.model,
@@ -121,6 +125,16 @@ class ReplayReport:
                     "difference": d.difference,
                 }
                 for d in self.moved()
+            ],
+            "commissions": [
+                {
+                    "partner_id": d.partner_id,
+                    "currency": d.currency,
+                    "current": d.current,
+                    "replayed": d.replayed,
+                    "difference": d.difference,
+                }
+                for d in sorted(self.commissions.values(), key=lambda d: (d.partner_id, d.currency))
             ],
         }
 
@@ -180,13 +194,18 @@ def replay(
     # What sync_events would find out per chunk after loading every changed event: a program
     # with no commission rules and no commissions has no commissions to bring in line.
     ruled = bool(programs_with_commissions(session, [program_id]))
+    # Commissions follow every change of attribution (flat rewards too: a lead's weights can
+    # move with no amount moving), set-based; the dry run reports their effect.
+    effect = commission_sync.Effect() if ruled else None
+    book = commission_sync.RuleBook(session, program_id) if ruled else None
+    current = _commission_totals(session, program_id, since) if ruled else {}
     set_based = covers(spec)
     # What this replay will not see: ingested or bound after it read (late_changes.py).
     guard = ReplayGuard.start(session, program_id) if not dry_run else None
     if set_based:
         # The new version is the newest, effective from ``since``: every event in scope is
         # under it, so the database derives them all at once (see set_replay.py).
-        derived, changed, changed_ids = replay_set_based(
+        derived, changed, _ = replay_set_based(
             session,
             program_id=program_id,
             spec=spec,
@@ -197,17 +216,19 @@ def replay(
             add_diff=lambda partner, currency, current, replayed: _add_diff(
                 report, partner, currency, current, replayed
             ),
-            want_ids=ruled and not dry_run,
+            want_ids=False,
             steps=report.steps,
             # Set-based, it writes at the end: no derivation of the program meanwhile. The
             # per-event path below writes chunk by chunk and never takes this lock (it would
             # stop ingest for the whole replay); each chunk locks its events instead.
             before_write=(lambda: guard.hold(session)) if guard is not None else None,
+            # Before the write, so the table locks are held for the swap only.
+            on_rewrite=(
+                (lambda: _sync_replayed(session, program, dry_run, effect)) if ruled else None
+            ),
         )
         report.events += derived
         report.changed_events += changed
-        if ruled and not dry_run:
-            sync_events(session, changed_ids)
     after = 0
     while True:
         stmt = (
@@ -234,17 +255,26 @@ def replay(
             break
         after = events[-1].seq
         report.events += len(events)
-        _replay_chunk(session, events, rules, report, pg, ruled)
+        _replay_chunk(session, events, rules, report, pg, program, book, effect)
     if guard is not None:
         late = guard.late_events(session)
         derive_events(session, late)
         report.late_events = len(late)
+    if effect is not None:
+        _report_commissions(report, current, effect)
     report.seconds = time.perf_counter() - started
     return report
 
 
 def _replay_chunk(
-    session: Session, events: list[Any], rules: Rules, report: ReplayReport, pg: bool, ruled: bool
+    session: Session,
+    events: list[Any],
+    rules: Rules,
+    report: ReplayReport,
+    pg: bool,
+    program: Program,
+    book: commission_sync.RuleBook | None,
+    effect: commission_sync.Effect | None,
 ) -> None:
     ids = [e.id for e in events]
     current: dict[str, dict[str, Credit]] = defaultdict(dict)
@@ -261,7 +291,6 @@ def _replay_chunk(
     for event_id, partner_id, amount, weight in rows:
         _add_credit(current[event_id], partner_id, amount, weight)
     derived = attribute(session, events, rules)
-    changed: list[str] = []
     for event, new_rows in zip(events, derived, strict=True):
         replayed: dict[str, Credit] = {}
         for row in new_rows:
@@ -269,8 +298,6 @@ def _replay_chunk(
         before = current.get(event.id, {})
         if replayed != before:
             report.changed_events += 1
-        if _amounts(replayed) != _amounts(before):
-            changed.append(event.id)  # commissions follow per-partner amounts (service.py)
         for partner_id in set(before) | set(replayed):
             _add_diff(
                 report,
@@ -278,6 +305,20 @@ def _replay_chunk(
                 currency_of[event.id],
                 before.get(partner_id, NO_CREDIT)[0],
                 replayed.get(partner_id, NO_CREDIT)[0],
+            )
+    if book is not None:
+        # Every event of the chunk gets new rows: its commissions follow, flat rewards
+        # included (written after the rows below; computed from the same rows either way).
+        facts = [
+            commission_sync.Facts(
+                e.id, e.seq, e.type, e.customer_id, e.occurred_at, e.amount, e.currency
+            )
+            for e in events
+        ]
+        shares = commission_sync.shares_of_rows(row for new_rows in derived for row in new_rows)
+        if report.dry_run:
+            commission_sync.sync(
+                session, program, facts, shares, book=book, dry_run=True, effect=effect
             )
     if report.dry_run:
         return
@@ -291,8 +332,8 @@ def _replay_chunk(
         _copy_rows(session, rows_)
     else:
         store(session, rows_)
-    if ruled:
-        sync_events(session, changed)
+    if book is not None:
+        commission_sync.sync(session, program, facts, shares, book=book, effect=effect)
 
 
 Credit = tuple[int, Fraction]
@@ -303,10 +344,6 @@ NO_CREDIT: Credit = (0, Fraction(0))
 def _add_credit(credits: dict[str, Credit], partner_id: str, amount: int, weight: str) -> None:
     old_amount, old_weight = credits.get(partner_id, NO_CREDIT)
     credits[partner_id] = (old_amount + amount, old_weight + Fraction(weight))
-
-
-def _amounts(credits: dict[str, Credit]) -> dict[str, int]:
-    return {partner_id: amount for partner_id, (amount, _) in credits.items()}
 
 
 def _add_diff(
@@ -336,3 +373,73 @@ def _copy_rows(session: Session, rows: list[dict[str, Any]]) -> None:
                     text = dumped[key] = json.dumps(values[i])
                 values[i] = text
             copy.write_row(values)
+
+
+REPLAYED_SHARES = """SELECT r.event_id, r.partner_id, r.weight, count(*) AS k,
+           sum(r.amount) AS amount
+    FROM replay_rows r JOIN replay_rewrite w ON w.event_id = r.event_id
+    GROUP BY r.event_id, r.partner_id, r.weight"""
+"""Every partner's share of each rewritten event, from the set-based replay's new rows."""
+
+
+def _commission_totals(
+    session: Session, program_id: str, since: datetime | None
+) -> dict[tuple[str, str], int]:
+    """What the program's events from ``since`` owe in commissions, per partner and currency:
+    live amounts plus adjustments."""
+    totals: dict[tuple[str, str], int] = defaultdict(int)
+    in_scope = [Commission.program_id == program_id]
+    if since is not None:
+        in_scope.append(
+            Commission.event_id.in_(
+                sa.select(Event.id).where(
+                    Event.program_id == program_id, Event.occurred_at >= since
+                )
+            )
+        )
+    live = sa.case((Commission.status == "reversed", 0), else_=Commission.amount)
+    for partner_id, currency, high, low in session.execute(
+        sa.select(Commission.partner_id, Commission.currency, *money_sum(live))
+        .where(*in_scope)
+        .group_by(Commission.partner_id, Commission.currency)
+    ):
+        totals[(partner_id, currency)] += combine(high, low)
+    for partner_id, currency, high, low in session.execute(
+        sa.select(Adjustment.partner_id, Adjustment.currency, *money_sum(Adjustment.amount))
+        .join(Commission, Commission.id == Adjustment.commission_id)
+        .where(*in_scope)
+        .group_by(Adjustment.partner_id, Adjustment.currency)
+    ):
+        totals[(partner_id, currency)] += combine(high, low)
+    return totals
+
+
+def _report_commissions(
+    report: ReplayReport, current: dict[tuple[str, str], int], effect: commission_sync.Effect
+) -> None:
+    for key, total in current.items():
+        report.commissions[key] = PartnerDiff(key[0], key[1], total, total)
+    for key, (before, after) in effect.totals.items():
+        diff = report.commissions.setdefault(key, PartnerDiff(key[0], key[1]))
+        if key not in current:
+            diff.current = diff.replayed = 0
+        diff.replayed += after - before
+    # As ``partners``: the rows the replay changes.
+    for key in [k for k, d in report.commissions.items() if d.difference == 0]:
+        del report.commissions[key]
+
+
+def _sync_replayed(
+    session: Session, program: Program, dry_run: bool, effect: commission_sync.Effect | None
+) -> None:
+    """The commissions of the events a set-based replay rewrites, from their new rows, before
+    the replay writes (or locks) ``attributions``."""
+    commission_sync.sync_where(
+        session,
+        program,
+        "SELECT event_id FROM replay_rewrite",
+        REPLAYED_SHARES,
+        {},
+        dry_run=dry_run,
+        effect=effect,
+    )

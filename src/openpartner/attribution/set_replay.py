@@ -92,6 +92,7 @@ def replay_set_based(
     want_ids: bool = True,
     steps: Steps | None = None,
     before_write: Callable[[], None] | None = None,
+    on_rewrite: Callable[[], None] | None = None,
 ) -> tuple[int, int, list[str]]:
     """Replay every event of the program in scope (not a refund, from ``since`` on, not under a
     deal's own model) under ``spec``. Reports each (partner, currency) total through
@@ -99,7 +100,10 @@ def replay_set_based(
     credit changed (:func:`_shares_moved`), the ids of those whose per-partner amounts changed
     if ``want_ids``). Writes nothing when ``dry_run``.
     ``steps`` collects the seconds each statement took; ``before_write`` runs just before the
-    first write (the replay's derivation lock: late_changes.py)."""
+    first write (the replay's derivation lock: late_changes.py). ``on_rewrite`` runs once
+    ``replay_rewrite`` holds every event whose rows change (their new rows in ``replay_rows``),
+    after ``before_write`` and before ``attributions`` is written or locked: the commissions
+    are brought in line there, so the replay's table locks are held only for the swap."""
     d = Dialect(is_postgresql(session))
     scope = (
         "e.program_id = :program AND e.type <> 'refund'"
@@ -175,10 +179,17 @@ def replay_set_based(
         if want_ids
         else []
     )
+    if not dry_run or on_rewrite is not None:
+        _rewrite_set(run, d, params, config_id)
+    if not dry_run and before_write is not None:
+        before_write()
+    if on_rewrite is not None:
+        started = time.perf_counter()
+        on_rewrite()
+        if steps is not None:
+            steps.add("sync commissions", time.perf_counter() - started)
     if not dry_run:
-        if before_write is not None:
-            before_write()
-        _write(session, d, config_id, params, steps, helpers, pending)
+        _write(session, d, params, steps, helpers, pending)
     _drop_temporaries(run, d)
     for table in helpers.scratch_tables() if helpers else []:
         run(f"DROP TABLE {table}", name="drop scratch tables")
@@ -270,18 +281,12 @@ def _shares_moved(run: Callable[[str], Any]) -> int:
     )
 
 
-def _write(
-    session: Session,
-    d: Dialect,
-    config_id: str | None,
-    params: dict[str, Any],
-    steps: Steps | None,
-    helpers: TwoBackends | None,
-    pending: Callable[[], str] | None,
+def _rewrite_set(
+    run: Callable[..., Any], d: Dialect, params: dict[str, Any], config_id: str | None
 ) -> None:
-    """Replace the stored rows of the events whose rows differ from ``replay_rows``; with
-    ``pending`` (the helpers already writing the program's new partition), swap that in."""
-    run = _runner(session, params, steps)
+    """``replay_rewrite``: the events whose stored rows differ from ``replay_rows`` in any way
+    (amounts, weights, touches, rules), so the events whose commissions may change too: a lead
+    has no amount to move, only weights."""
     params["config"] = config_id
     # Rewritten: the events whose per-partner amounts moved, and those with a row under other
     # rules (after a change of model, every event: nothing more to compare).
@@ -313,6 +318,19 @@ def _write(
                OR o.weight <> r.weight OR o.amount <> r.amount"""
         )
     run("ANALYZE replay_rewrite")
+
+
+def _write(
+    session: Session,
+    d: Dialect,
+    params: dict[str, Any],
+    steps: Steps | None,
+    helpers: TwoBackends | None,
+    pending: Callable[[], str] | None,
+) -> None:
+    """Replace the stored rows of the events in ``replay_rewrite``; with ``pending`` (the
+    helpers already writing the program's new partition), swap that in."""
+    run = _runner(session, params, steps)
     if pending is not None or _rebuilds(session, run):
         # Most of the program changes: its rows go into a table of their own, swapped in whole.
         built = pending() if pending is not None else None

@@ -101,3 +101,45 @@ def _insert_sql(
     if returning:
         sql += f" RETURNING {', '.join(returning)}"
     return sql
+
+
+def update_rows(
+    session: Session, table: sa.Table, key: str, rows: Sequence[dict[str, Any]]
+) -> None:
+    """Update many rows (all with the same keys) by ``key``, in one statement on PostgreSQL
+    (``UPDATE ... FROM unnest(...)``, one array per column, constant text) and one
+    ``executemany`` on SQLite."""
+    if not rows:
+        return
+    columns = tuple(rows[0])
+    if is_postgresql(session):
+        dialect = session.get_bind().dialect
+        json_columns = {c for c in columns if isinstance(table.c[c].type, sa.JSON)}
+        sql = _update_sql(dialect, table, key, columns)
+        params = {
+            f"c{i}": [to_json(r[c]).decode() if c in json_columns else r[c] for r in rows]
+            for i, c in enumerate(columns)
+        }
+        session.connection().exec_driver_sql(sql, params)
+        return
+    stmt = (
+        sa.update(table)
+        .where(table.c[key] == sa.bindparam(f"v_{key}"))
+        .values({c: sa.bindparam(f"v_{c}") for c in columns if c != key})
+    )
+    session.execute(stmt, [{f"v_{c}": v for c, v in r.items()} for r in rows])
+
+
+@cache
+def _update_sql(dialect: sa.Dialect, table: sa.Table, key: str, columns: tuple[str, ...]) -> str:
+    casts = ", ".join(
+        f"CAST(%(c{i})b AS {table.c[c].type.compile(dialect=dialect)}[])"
+        for i, c in enumerate(columns)
+    )
+    names = ", ".join(f'"{c}"' for c in columns)
+    sets = ", ".join(f'"{c}" = u."{c}"' for c in columns if c != key)
+    # Names and types come from the table's metadata, never from input.
+    return (
+        f'UPDATE "{table.name}" t SET {sets} FROM unnest({casts}) AS u({names})'  # noqa: S608
+        f' WHERE t."{key}" = u."{key}"'
+    )

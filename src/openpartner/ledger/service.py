@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from openpartner.core.ids import new_id
+from openpartner.core.ids import new_id, new_ids
+from openpartner.db.bulk import insert_rows
 from openpartner.db.sums import combine, money_sum
 from openpartner.ledger import accounts
 from openpartner.ledger.models import LedgerEntry
@@ -116,3 +119,46 @@ def partner_balances(session: Session, partner_id: str) -> list[Balance]:
 def program_balances(session: Session, program_id: str) -> list[Balance]:
     """The program's totals per currency; ``owed`` is its liability to partners."""
     return _balances(_sums(session, LedgerEntry.program_id == program_id))
+
+
+_ENTRIES = cast(sa.Table, LedgerEntry.__table__)
+
+
+def post_many(
+    session: Session,
+    actor: str,
+    moves: Sequence[tuple[str, Mapping[str, Any], int, str, str]],
+    now: datetime,
+) -> None:
+    """:func:`move` for many transactions, in one statement: each ``(kind, references,
+    amount, debit, credit)`` is a transaction of two legs (``references``: ``Refs``' fields
+    but the actor)."""
+    rows: list[dict[str, Any]] = []
+    for (kind, refs, amount, debit, credit), txn_id in zip(
+        moves, new_ids("led", len(moves)), strict=True
+    ):
+        if kind not in accounts.KINDS or debit not in accounts.ACCOUNTS:
+            raise ValueError(f"unknown ledger kind or account: {kind}, {debit}")
+        if credit not in accounts.ACCOUNTS:
+            raise ValueError(f"unknown ledger account {credit!r}")
+        if amount == 0:
+            continue
+        for account, signed in ((debit, amount), (credit, -amount)):
+            rows.append(
+                {
+                    "txn_id": txn_id,
+                    "kind": kind,
+                    "program_id": refs["program_id"],
+                    "partner_id": refs["partner_id"],
+                    "account": account,
+                    "currency": refs["currency"],
+                    "amount": signed,
+                    "commission_id": refs.get("commission_id"),
+                    "adjustment_id": refs.get("adjustment_id"),
+                    "payout_id": refs.get("payout_id"),
+                    "event_id": refs.get("event_id"),
+                    "actor": actor,
+                    "created_at": now,
+                }
+            )
+    insert_rows(session, _ENTRIES, rows)
