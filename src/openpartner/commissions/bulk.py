@@ -181,13 +181,20 @@ def sync_where(
     run(f"ANALYZE {SYNC_TABLE}")
     seqs = list(run(f"SELECT seq FROM {SYNC_TABLE} ORDER BY seq").scalars())
     book = RuleBook(session, program.id)
+    # Everything the chunks read, made once (one hash join, one aggregate) and read by ranges
+    # of an index: a chunk joining the shares itself would aggregate all of them each time.
+    run(f"DROP TABLE IF EXISTS {SYNC_TABLE}_rows")
+    run(
+        f"""CREATE TEMPORARY TABLE {SYNC_TABLE}_rows AS
+        SELECT w.seq, e.id, e.type, e.customer_id, e.occurred_at, e.amount, e.currency,
+               s.partner_id, s.weight, s.k, s.amount AS share
+        FROM {SYNC_TABLE} w JOIN events e ON e.id = w.event_id
+        LEFT JOIN ({shares_sql}) s ON s.event_id = w.event_id"""
+    )
+    run(f"CREATE INDEX {SYNC_TABLE}_rows_seq ON {SYNC_TABLE}_rows (seq)")
+    run(f"ANALYZE {SYNC_TABLE}_rows")
     select = sa.text(
-        f"""SELECT e.id, e.seq, e.type, e.customer_id, e.occurred_at, e.amount, e.currency,
-                   s.partner_id, s.weight, s.k, s.amount AS share
-            FROM {SYNC_TABLE} w JOIN events e ON e.id = w.event_id
-            LEFT JOIN ({shares_sql}) s ON s.event_id = w.event_id
-            WHERE w.seq >= :low AND w.seq <= :high
-            ORDER BY e.seq"""
+        f"""SELECT * FROM {SYNC_TABLE}_rows WHERE seq >= :low AND seq <= :high ORDER BY seq"""
     ).columns(occurred_at=UTCDateTime())
     for start in range(0, len(seqs), CHUNK):
         chunk = seqs[start : start + CHUNK]
@@ -215,6 +222,7 @@ def sync_where(
             )
         _sync_chunk(session, program, book, list(facts.values()), shares, dry_run, effect)
     run(f"DROP TABLE {SYNC_TABLE}")
+    run(f"DROP TABLE {SYNC_TABLE}_rows")
     return len(seqs)
 
 
@@ -232,10 +240,45 @@ class _Writes:
     now: datetime
     new: list[dict[str, Any]] = field(default_factory=list)
     updates: list[dict[str, Any]] = field(default_factory=list)
+    """State and amount of existing commissions (one statement shape)."""
+    explains: list[dict[str, Any]] = field(default_factory=list)
+    """Their explanation: base amount, rule, rule version."""
     adjustments: list[dict[str, Any]] = field(default_factory=list)
     audits: list[dict[str, Any]] = field(default_factory=list)
     moves: list[tuple[str, dict[str, Any], int, str, str]] = field(default_factory=list)
     """(kind, references, amount, debit account, credit account)."""
+
+    def state(
+        self,
+        commission_id: str,
+        status: str,
+        amount: int,
+        reversed_at: datetime | None,
+        reversed_by: str | None,
+        reason: str | None,
+    ) -> None:
+        self.updates.append(
+            {
+                "id": commission_id,
+                "status": status,
+                "amount": amount,
+                "reversed_at": reversed_at,
+                "reversed_by": reversed_by,
+                "reason": reason,
+                "updated_at": self.now,
+            }
+        )
+
+    def explain(self, commission_id: str, target: Earning, version_id: str | None) -> None:
+        self.explains.append(
+            {
+                "id": commission_id,
+                "base_amount": target.base_amount,
+                "rule": target.rule.as_dict(),
+                "rule_version_id": version_id,
+                "updated_at": self.now,
+            }
+        )
 
     def audit(
         self,
@@ -275,13 +318,16 @@ def _sync_chunk(
     ids = [e.id for e in events]
     refunded = _refunded(session, ids, pg)
     first = _first_events(session, program.id, events, pg) if book.needs_first else {}
-    existing: dict[str, dict[str, Commission]] = defaultdict(dict)
-    stmt = sa.select(Commission).where(bulk.one_of(Commission.event_id, "ids", pg))
+    existing: dict[str, dict[str, Any]] = defaultdict(dict)
+    # Rows, not ORM objects: loading a million objects costs more than the whole sync.
+    stmt = sa.select(*(_COMMISSIONS.c[c] for c in _READ)).where(
+        bulk.one_of(_COMMISSIONS.c.event_id, "ids", pg)
+    )
     if not dry_run:
         # Read-then-write of money: lock the commissions (PostgreSQL), in id order as the
         # per-event path does, so the two never wait for each other in opposite orders.
-        stmt = stmt.order_by(Commission.id).with_for_update()
-    for loaded in session.scalars(stmt, {"ids": ids}):
+        stmt = stmt.order_by(_COMMISSIONS.c.id).with_for_update()
+    for loaded in session.execute(stmt, {"ids": ids}):
         existing[loaded.event_id][loaded.partner_id] = loaded
     adjusted = _adjusted(session, [c.id for by in existing.values() for c in by.values()], pg)
     writes = _Writes(utc_now())
@@ -418,18 +464,10 @@ def _refs(
     }
 
 
-def _explained(target: Earning, version_id: str | None) -> dict[str, Any]:
-    return {
-        "base_amount": target.base_amount,
-        "rule": target.rule.as_dict(),
-        "rule_version_id": version_id,
-    }
-
-
 def _reconcile(
     writes: _Writes,
     event: Facts,
-    c: Commission,
+    c: Any,
     target: Earning | None,
     version_id: str | None,
     adjusted: int,
@@ -440,29 +478,24 @@ def _reconcile(
     refs = _refs(c.program_id, c.partner_id, c.currency, c.id, event.id)
     if c.status == "reversed":
         if c.reversed_by == ATTRIBUTION_ACTOR and amount > 0 and target is not None:
-            writes.updates.append(
-                {
-                    "id": c.id,
-                    "status": "pending",
-                    "amount": amount,
-                    "reversed_at": None,
-                    "reversed_by": None,
-                    "reason": None,
-                    **_explained(target, version_id),
-                }
-            )
+            writes.state(c.id, "pending", amount, None, None, None)
+            writes.explain(c.id, target, version_id)
             writes.moves.append(("accrual", refs, amount, accounts.EXPENSE, accounts.PENDING))
             writes.audit(c.id, "reopened", "reversed", "pending", amount)
             return amount + adjusted
         return adjusted
-    delta = amount - (c.amount + adjusted)
+    delta: int = amount - (int(c.amount) + adjusted)
     moved = c.status == "paid" or c.payout_id is not None
     if delta == 0:
-        if target is not None and not moved:
-            explained = _explained(target, version_id)
-            if any(getattr(c, k) != v for k, v in explained.items()):
-                writes.updates.append({**_unchanged(c), **explained})
-        return c.amount + adjusted
+        # The rule follows from the version, the event type and the partner: it changes only
+        # with them (so the stored rule is not read back, a JSON document per commission).
+        if (
+            target is not None
+            and not moved
+            and (c.base_amount, c.rule_version_id) != (target.base_amount, version_id)
+        ):
+            writes.explain(c.id, target, version_id)
+        return int(c.amount) + adjusted
     if moved or adjusted:
         writes.adjustments.append(
             {
@@ -491,44 +524,36 @@ def _reconcile(
             )
         )
         writes.audit(c.id, "adjusted_after_payment", c.status, c.status, delta)
-        return c.amount + adjusted + delta
+        return int(c.amount) + adjusted + delta
     kind = "accrual" if delta > 0 else "reversal"
     writes.moves.append((kind, refs, delta, accounts.EXPENSE, accounts.liability_for(c.status)))
     if amount == 0:
-        writes.updates.append(
-            {
-                **_unchanged(c),
-                "status": "reversed",
-                "reversed_at": writes.now,
-                "reversed_by": ATTRIBUTION_ACTOR,
-                "reason": "Attribution moved.",
-            }
+        writes.state(
+            c.id, "reversed", c.amount, writes.now, ATTRIBUTION_ACTOR, "Attribution moved."
         )
         writes.audit(c.id, "reversed", c.status, "reversed", delta, "Attribution moved.")
         return 0
-    update = {**_unchanged(c), "amount": amount}
+    writes.state(c.id, c.status, amount, None, None, c.reason)
     if target is not None:
-        update.update(_explained(target, version_id))
-    writes.updates.append(update)
+        writes.explain(c.id, target, version_id)
     writes.audit(c.id, "adjusted", c.status, c.status, delta, "attribution")
     return amount
 
 
-_UPDATED = (
+_READ = (
+    "id",
+    "program_id",
+    "event_id",
+    "partner_id",
+    "currency",
+    "payout_id",
     "status",
     "amount",
-    "reversed_at",
     "reversed_by",
     "reason",
     "base_amount",
-    "rule",
     "rule_version_id",
 )
-"""The columns a sync may change: every update carries all of them (one statement shape)."""
-
-
-def _unchanged(c: Commission) -> dict[str, Any]:
-    return {"id": c.id, **{k: getattr(c, k) for k in _UPDATED}}
 
 
 def _write(session: Session, writes: _Writes) -> None:
@@ -540,18 +565,18 @@ def _write(session: Session, writes: _Writes) -> None:
         audit["id"] = id_
         if isinstance(audit["commission_id"], dict):
             audit["commission_id"] = audit["commission_id"]["id"]
-    bulk.insert_rows(session, _COMMISSIONS, writes.new)
-    bulk.insert_rows(session, _ADJUSTMENTS, writes.adjustments)
-    if writes.updates:
+    bulk.copy_rows(session, _COMMISSIONS, writes.new)
+    bulk.copy_rows(session, _ADJUSTMENTS, writes.adjustments)
+    if writes.updates or writes.explains:
         # The ORM must not write its stale copies over these rows later.
         session.flush()
-        complete = [{**u, "updated_at": writes.now} for u in writes.updates]
-        bulk.update_rows(session, _COMMISSIONS, "id", complete)
-        for u in writes.updates:
-            loaded = session.identity_map.get(session.identity_key(Commission, u["id"]))
-            if loaded is not None:
+        bulk.update_rows(session, _COMMISSIONS, "id", writes.updates)
+        bulk.update_rows(session, _COMMISSIONS, "id", writes.explains)
+        updated = {u["id"] for u in writes.updates} | {u["id"] for u in writes.explains}
+        for loaded in list(session.identity_map.values()):
+            if isinstance(loaded, Commission) and loaded.id in updated:
                 session.expire(loaded)
-    bulk.insert_rows(session, _AUDIT, writes.audits)
+    bulk.copy_rows(session, _AUDIT, writes.audits)
     moves = []
     for kind, refs, amount, debit, credit in writes.moves:
         resolved = {k: (v["id"] if isinstance(v, dict) else v) for k, v in refs.items()}

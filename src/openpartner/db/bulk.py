@@ -103,24 +103,61 @@ def _insert_sql(
     return sql
 
 
+def copy_rows(session: Session, table: sa.Table, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert ``rows`` (all with the same keys) in bulk: ``COPY`` on PostgreSQL (values
+    adapted in C, several times cheaper than arrays for hundreds of thousands of rows), one
+    ``executemany`` on SQLite. No conflict handling, nothing returned."""
+    if not rows:
+        return
+    if not is_postgresql(session):
+        session.execute(sa.insert(table), list(rows))
+        return
+    columns = list(rows[0])
+    json_columns = {c for c in columns if isinstance(table.c[c].type, sa.JSON)}
+    cursor = session.connection().connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    names = ", ".join(f'"{c}"' for c in columns)
+    with cursor.copy(f'COPY "{table.name}" ({names}) FROM STDIN') as copy:
+        for row in rows:
+            copy.write_row(
+                [to_json(row[c]).decode() if c in json_columns else row[c] for c in columns]
+                if json_columns
+                else [row[c] for c in columns]
+            )
+
+
 def update_rows(
     session: Session, table: sa.Table, key: str, rows: Sequence[dict[str, Any]]
 ) -> None:
-    """Update many rows (all with the same keys) by ``key``, in one statement on PostgreSQL
-    (``UPDATE ... FROM unnest(...)``, one array per column, constant text) and one
-    ``executemany`` on SQLite."""
+    """Update many rows (all with the same keys) by ``key``: on PostgreSQL the values go into
+    a temporary table by ``COPY`` and one ``UPDATE ... FROM`` applies them; on SQLite, one
+    ``executemany``."""
     if not rows:
         return
     columns = tuple(rows[0])
     if is_postgresql(session):
-        dialect = session.get_bind().dialect
-        json_columns = {c for c in columns if isinstance(table.c[c].type, sa.JSON)}
-        sql = _update_sql(dialect, table, key, columns)
-        params = {
-            f"c{i}": [to_json(r[c]).decode() if c in json_columns else r[c] for r in rows]
-            for i, c in enumerate(columns)
-        }
-        session.connection().exec_driver_sql(sql, params)
+        # Names come from the table's metadata, never from input.
+        staging = f"{table.name}_updates"
+        names = ", ".join(f'"{c}"' for c in columns)
+        session.execute(sa.text(f'DROP TABLE IF EXISTS "{staging}"'))
+        session.execute(
+            sa.text(
+                f'CREATE TEMPORARY TABLE "{staging}" AS SELECT {names} FROM "{table.name}"'  # noqa: S608
+                " WITH NO DATA"
+            )
+        )
+        copy_rows(
+            session,
+            sa.Table(staging, sa.MetaData(), *(sa.Column(c, table.c[c].type) for c in columns)),
+            rows,
+        )
+        sets = ", ".join(f'"{c}" = u."{c}"' for c in columns if c != key)
+        session.execute(
+            sa.text(
+                f'UPDATE "{table.name}" t SET {sets} FROM "{staging}" u'  # noqa: S608
+                f' WHERE t."{key}" = u."{key}"'
+            )
+        )
+        session.execute(sa.text(f'DROP TABLE "{staging}"'))
         return
     stmt = (
         sa.update(table)
@@ -128,18 +165,3 @@ def update_rows(
         .values({c: sa.bindparam(f"v_{c}") for c in columns if c != key})
     )
     session.execute(stmt, [{f"v_{c}": v for c, v in r.items()} for r in rows])
-
-
-@cache
-def _update_sql(dialect: sa.Dialect, table: sa.Table, key: str, columns: tuple[str, ...]) -> str:
-    casts = ", ".join(
-        f"CAST(%(c{i})b AS {table.c[c].type.compile(dialect=dialect)}[])"
-        for i, c in enumerate(columns)
-    )
-    names = ", ".join(f'"{c}"' for c in columns)
-    sets = ", ".join(f'"{c}" = u."{c}"' for c in columns if c != key)
-    # Names and types come from the table's metadata, never from input.
-    return (
-        f'UPDATE "{table.name}" t SET {sets} FROM unnest({casts}) AS u({names})'  # noqa: S608
-        f' WHERE t."{key}" = u."{key}"'
-    )

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from openpartner.core.ids import new_id, new_ids
-from openpartner.db.bulk import insert_rows
+from openpartner.db.bulk import copy_rows
 from openpartner.db.sums import combine, money_sum
 from openpartner.ledger import accounts
 from openpartner.ledger.models import LedgerEntry
@@ -161,4 +161,4 @@ def post_many(
                     "created_at": now,
                 }
             )
-    insert_rows(session, _ENTRIES, rows)
+    copy_rows(session, _ENTRIES, rows)
