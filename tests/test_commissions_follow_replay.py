@@ -155,3 +155,36 @@ def test_replay_dry_run_reports_the_commission_effect_per_partner(
         )
     assert sorted(c.amount for c in session.scalars(sa.select(Commission))) == [150, 300, 350, 700]
     assert_books_balance(session)
+
+
+def test_running_balances_equal_the_sum_of_entries_after_replays(
+    session: Session, settings: Settings
+) -> None:
+    from openpartner.ledger.service import program_balances
+
+    program, _, _ = two_touches(session)
+    set_rules(
+        session,
+        program,
+        flat(500, "USD", "lead"),
+        {"event_type": "sale", "kind": "percent", "rate_bps": 2000},
+        effective_from=T0 - timedelta(days=20),
+    )
+    record(session, settings, program, "lead", customer_id="c1")
+    record(session, settings, program, "sale", customer_id="c1", amount=10_000)
+    pay_all(session, program)
+    record(session, settings, program, "sale", customer_id="c1", amount=3_000)
+    for model, params in [
+        ("linear", {}),
+        ("position", {"first": 90, "middle": 0, "last": 10}),
+        ("first_click", {}),
+        ("linear", {}),
+    ]:
+        replay(session, program.id, model=model, params=params, dry_run=False)
+        assert_books_balance(session)  # includes: running balances == sums of entries
+    (usd,) = program_balances(session, program.id)
+    # Under linear: the lead 250 + 250, the sales 20 % of 10,000 and 3,000; the first sale
+    # was paid (2,000 to B under last_click): its changes are adjustments, still owed.
+    assert usd.earned == 500 + 2000 + 600
+    assert usd.paid == 2000 + 500  # B's paid sale and paid lead reward (last_click: all B's)
+    assert usd.owed == usd.earned - usd.paid

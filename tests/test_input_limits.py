@@ -20,6 +20,7 @@ from openpartner.core.money import MAX_AMOUNT
 from openpartner.core.time import utc_now
 from openpartner.events.models import Event
 from openpartner.integrations.stripe.models import StripeEvent
+from openpartner.ledger.service import add_to_balances
 from openpartner.settings import Settings
 from openpartner.worker.queue import run_until_idle
 from tests.conftest import ADMIN_TOKEN, create_test_database
@@ -445,6 +446,7 @@ def copy_sale(session: Session, event_id: str, copies: int) -> None:
         out["ledger_entries"] += [_renamed(r, ids) for r in entries]
     for name, values in out.items():
         session.execute(sa.insert(tables[name]), values)
+    add_to_balances(session, out["ledger_entries"])  # as posting them would have
     session.commit()
 
 

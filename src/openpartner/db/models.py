@@ -16,7 +16,7 @@ from openpartner.deals.models import Deal, Touchpoint
 from openpartner.events.models import Event
 from openpartner.identity.models import IdentityEdge
 from openpartner.integrations.stripe.models import StripeEvent
-from openpartner.ledger.models import LedgerEntry
+from openpartner.ledger.models import LedgerBalance, LedgerEntry
 from openpartner.links.models import Link
 from openpartner.partners.models import Partner
 from openpartner.payouts.models import ConnectAccount, Payout, PayoutItem, PayoutRun
@@ -39,6 +39,7 @@ __all__ = [
     "Event",
     "IdentityEdge",
     "Job",
+    "LedgerBalance",
     "LedgerEntry",
     "Link",
     "Partner",

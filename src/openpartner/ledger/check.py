@@ -9,7 +9,9 @@ It checks that
 4. each payout equals the sum of its items, its processing and cash entries match its state,
    and the commissions it claims are in the state the payout implies;
 5. every partner's balance per account equals what commissions, adjustments and payouts say it
-   should be.
+   should be;
+6. every running balance (``ledger_balances``, what balances and liability are read from)
+   equals the sum of its entries.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from sqlalchemy.orm import Session
 from openpartner.commissions.models import Adjustment, Commission
 from openpartner.db.sums import combine, is_nonzero, money_sum
 from openpartner.ledger import accounts
-from openpartner.ledger.models import LedgerEntry
+from openpartner.ledger.models import LedgerBalance, LedgerEntry
 from openpartner.payouts.models import Payout, PayoutItem
 
 Key = tuple[str, str, str]  # (partner, currency, account)
@@ -59,6 +61,7 @@ def check_books(session: Session) -> Report:
     problems += _adjustments(session, adjustments)
     problems += _payouts(session, payouts, commissions)
     problems += _balances(session, commissions, adjustments, payouts)
+    problems += _running_balances(session)
     txns = session.scalar(sa.select(sa.func.count(sa.distinct(LedgerEntry.txn_id)))) or 0
     return Report(int(txns), len(commissions), len(adjustments), len(payouts), problems)
 
@@ -199,4 +202,31 @@ def _balances(
         Problem("balance_mismatch", f"{key}: ledger {got.get(key, 0)}, expected {want.get(key, 0)}")
         for key in sorted(set(want) | set(got))
         if got.get(key, 0) != want.get(key, 0)
+    ]
+
+
+def _running_balances(session: Session) -> list[Problem]:
+    """``ledger_balances`` against the sums of the entries, per (partner, currency, account)."""
+    sums: dict[Key, int] = {
+        (partner, currency, account): combine(high, low)
+        for partner, currency, account, high, low in session.execute(
+            sa.select(
+                LedgerEntry.partner_id,
+                LedgerEntry.currency,
+                LedgerEntry.account,
+                *money_sum(LedgerEntry.amount),
+            ).group_by(LedgerEntry.partner_id, LedgerEntry.currency, LedgerEntry.account)
+        )
+    }
+    kept: dict[Key, int] = {
+        (b.partner_id, b.currency, b.account): b.amount
+        for b in session.scalars(sa.select(LedgerBalance).execution_options(populate_existing=True))
+    }
+    return [
+        Problem(
+            "running_balance_mismatch",
+            f"{key}: running balance {kept.get(key, 0)}, entries sum to {sums.get(key, 0)}",
+        )
+        for key in sorted(set(sums) | set(kept))
+        if sums.get(key, 0) != kept.get(key, 0)
     ]

@@ -1,21 +1,28 @@
-"""Posting balanced transactions, and every balance as a sum over the ledger."""
+"""Posting balanced transactions, and every balance from the running balances.
+
+Every posting adds its legs to ``ledger_balances`` in the same statement group, so a partner's
+balance (and a program's liability) is a read of a few rows, not a sum over a ledger that every
+replay lengthens. Each posting updates its keys in one order (partner, currency, account), and
+holds those rows locked until commit on PostgreSQL: writers of one partner's money serialize on
+them, as they do on the partner's commissions already."""
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from openpartner.core.ids import new_id, new_ids
 from openpartner.db.bulk import copy_rows
-from openpartner.db.sums import combine, money_sum
+from openpartner.db.sums import combine
 from openpartner.ledger import accounts
-from openpartner.ledger.models import LedgerEntry
+from openpartner.ledger.models import LedgerBalance, LedgerEntry
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +50,19 @@ def post(session: Session, kind: str, refs: Refs, legs: Sequence[tuple[str, int]
     if any(account not in accounts.ACCOUNTS for account, _ in legs):
         raise ValueError(f"unknown ledger account in {legs}")
     txn_id = new_id("led")
+    add_to_balances(
+        session,
+        (
+            {
+                "partner_id": refs.partner_id,
+                "currency": refs.currency,
+                "account": account,
+                "program_id": refs.program_id,
+                "amount": amount,
+            }
+            for account, amount in legs
+        ),
+    )
     session.add_all(
         LedgerEntry(
             txn_id=txn_id,
@@ -87,14 +107,16 @@ class Balance:
 
 
 def _sums(session: Session, *where: sa.ColumnElement[bool]) -> dict[str, dict[str, int]]:
+    """Per currency and account, from the running balances: a few rows per partner, whatever
+    the ledger's length (summed here, exactly: a total need not fit one BIGINT)."""
     rows = session.execute(
-        sa.select(LedgerEntry.currency, LedgerEntry.account, *money_sum(LedgerEntry.amount))
-        .where(*where)
-        .group_by(LedgerEntry.currency, LedgerEntry.account)
+        sa.select(
+            LedgerBalance.currency, LedgerBalance.account, LedgerBalance.high, LedgerBalance.low
+        ).where(*where)
     )
-    out: dict[str, dict[str, int]] = defaultdict(dict)
+    out: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for currency, account, high, low in rows:
-        out[currency][account] = combine(high, low)
+        out[currency][account] += combine(high, low)
     return out
 
 
@@ -113,12 +135,12 @@ def _balances(sums: dict[str, dict[str, int]]) -> list[Balance]:
 
 
 def partner_balances(session: Session, partner_id: str) -> list[Balance]:
-    return _balances(_sums(session, LedgerEntry.partner_id == partner_id))
+    return _balances(_sums(session, LedgerBalance.partner_id == partner_id))
 
 
 def program_balances(session: Session, program_id: str) -> list[Balance]:
     """The program's totals per currency; ``owed`` is its liability to partners."""
-    return _balances(_sums(session, LedgerEntry.program_id == program_id))
+    return _balances(_sums(session, LedgerBalance.program_id == program_id))
 
 
 _ENTRIES = cast(sa.Table, LedgerEntry.__table__)
@@ -162,3 +184,45 @@ def post_many(
                 }
             )
     copy_rows(session, _ENTRIES, rows)
+    add_to_balances(session, rows)
+
+
+_BALANCES = cast(sa.Table, LedgerBalance.__table__)
+
+
+def add_to_balances(session: Session, entries: Iterable[Mapping[str, Any]]) -> None:
+    """Add ledger entries (column values) to the running balances: one upsert per call, keys
+    in sorted order (the order every posting locks them in)."""
+    totals: dict[tuple[str, str, str], list[Any]] = {}
+    for e in entries:
+        key = (e["partner_id"], e["currency"], e["account"])
+        total = totals.setdefault(key, [e["program_id"], 0, 0])
+        total[1] += e["amount"] >> _SHIFT
+        total[2] += e["amount"] & _LOW
+    rows = [
+        {
+            "partner_id": partner_id,
+            "currency": currency,
+            "account": account,
+            "program_id": program_id,
+            "high": high,
+            "low": low,
+        }
+        for (partner_id, currency, account), (program_id, high, low) in sorted(totals.items())
+        if high or low
+    ]
+    if not rows:
+        return
+    dialect = session.get_bind().dialect.name
+    insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(_BALANCES)
+    stmt = insert.on_conflict_do_update(
+        index_elements=["partner_id", "currency", "account"],
+        set_={
+            "high": _BALANCES.c.high + insert.excluded.high,
+            "low": _BALANCES.c.low + insert.excluded.low,
+        },
+    )
+    session.execute(stmt, rows)
+
+
+_SHIFT, _LOW = 32, 0xFFFFFFFF  # as db.sums: a balance is kept as the sums of the two halves
