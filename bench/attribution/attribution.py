@@ -123,6 +123,7 @@ def seed_program(engine: Engine, rules: bool = True) -> str:
                         Rule("sale", "percent", rate_bps=2000).as_dict(),
                         Rule("lead", "flat", amount=500, currency="USD").as_dict(),
                     ],
+                    holding_days=30,
                     created_by="bench",
                 )
             )

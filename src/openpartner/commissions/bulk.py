@@ -28,7 +28,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from fractions import Fraction
 from typing import Any, cast
 
@@ -42,6 +42,7 @@ from openpartner.commissions.models import (
     CommissionRuleVersion,
 )
 from openpartner.commissions.rules import Earning, Rule, Share, after_refunds, earnings
+from openpartner.commissions.rulesets import matures_at
 from openpartner.commissions.service import ATTRIBUTION_ACTOR
 from openpartner.core.ids import new_ids
 from openpartner.core.time import utc_now
@@ -105,6 +106,7 @@ class RuleBook:
         )
         self._starts = [v.effective_from for v in versions]
         self._versions = [(v.id, [Rule.from_dict(r) for r in v.rules]) for v in versions]
+        self._by_id = {v.id: v for v in versions}
         # Whether any rule looks at the customer's first event (first-only, or a duration).
         self.needs_first = any(
             r.recurrence == "first" or r.max_months is not None
@@ -115,6 +117,13 @@ class RuleBook:
     def at(self, when: datetime) -> tuple[str, list[Rule]] | None:
         i = bisect.bisect_right(self._starts, when)
         return self._versions[i - 1] if i else None
+
+    def matures_at(self, version_id: str | None, occurred_at: datetime) -> datetime:
+        """As ``service._matures_at``: under the version that priced the event."""
+        version = self._by_id.get(version_id) if version_id is not None else None
+        if version is None:
+            raise ValueError(f"no commission rules in force at {occurred_at}")
+        return matures_at(version, occurred_at)
 
 
 def sync(
@@ -341,7 +350,7 @@ def _sync_chunk(
             if commission is None:
                 if target is not None and target.amount > 0:
                     changed = True
-                    _create(writes, program, event, partner_id, target, version_id)
+                    _create(writes, book, program, event, partner_id, target, version_id)
                     if effect is not None:
                         effect.add((partner_id, target.currency), 0, target.amount)
                 continue
@@ -406,6 +415,7 @@ def _targets(
 
 def _create(
     writes: _Writes,
+    book: RuleBook,
     program: Program,
     event: Facts,
     partner_id: str,
@@ -425,8 +435,7 @@ def _create(
         "rule_version_id": version_id,
         "rule": target.rule.as_dict(),
         "status": "pending",
-        # as service._create: the end of the program's holding period after the event
-        "matures_at": event.occurred_at + timedelta(days=program.holding_days),
+        "matures_at": book.matures_at(version_id, event.occurred_at),
         "created_at": writes.now,
         "updated_at": writes.now,
     }

@@ -180,6 +180,7 @@ def post_many(
                     "payout_id": refs.get("payout_id"),
                     "event_id": refs.get("event_id"),
                     "actor": actor,
+                    "memo": refs.get("memo"),
                     "created_at": now,
                 }
             )
