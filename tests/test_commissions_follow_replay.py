@@ -188,3 +188,25 @@ def test_running_balances_equal_the_sum_of_entries_after_replays(
     assert usd.earned == 500 + 2000 + 600
     assert usd.paid == 2000 + 500  # B's paid sale and paid lead reward (last_click: all B's)
     assert usd.owed == usd.earned - usd.paid
+
+
+def test_flat_lead_commissions_follow_a_late_identify(session: Session, settings: Settings) -> None:
+    """A's click is bound, the lead earns A the whole reward; B's earlier click is bound to the
+    same customer afterwards: re-deriving splits the reward by the new weights."""
+    from openpartner.attribution.service import rederive_customer
+
+    program = make_program(session)
+    program.holding_days = 0
+    a = make_partner(session, program=program, name="A")
+    b = make_partner(session, program=program, name="B")
+    set_rules(session, program, flat(500, "USD", "lead"), effective_from=T0 - timedelta(days=30))
+    replay(session, program.id, model="position", params={"first": 30, "last": 70}, dry_run=False)
+    refer(session, a, "c1", at=T0 - timedelta(days=1))
+    lead = record(session, settings, program, "lead", customer_id="c1")
+    assert [c.amount for c in commissions_of(session, lead)] == [500]
+    refer(session, b, "c1", at=T0 - timedelta(days=3))  # bound late, clicked first
+    rederive_customer(session, program.id, "c1")
+    assert [c.amount for c in commissions_of(session, lead)] == sorted_by_partner(
+        {a.id: 350, b.id: 150}
+    )
+    assert_books_balance(session)
