@@ -18,12 +18,9 @@ class LedgerEntry(Base):
     transaction (``txn_id``) sum to zero in each currency. Never updated, never deleted."""
 
     __tablename__ = "ledger_entries"
-    __table_args__ = (
-        sa.Index(
-            "ix_ledger_entries_partner_id_currency_account", "partner_id", "currency", "account"
-        ),
-        sa.Index("ix_ledger_entries_program_id_account", "program_id", "account"),
-    )
+    # No index by partner or program: balances are read from ``ledger_balances`` (migration
+    # 0013 dropped the two that served the sums), so each entry costs fewer index insertions;
+    # a replay writes millions.
 
     seq: Mapped[int] = mapped_column(SeqType, primary_key=True, autoincrement=True)
     txn_id: Mapped[str] = mapped_column(IdType, index=True)

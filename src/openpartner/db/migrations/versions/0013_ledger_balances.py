@@ -6,7 +6,9 @@ Create Date: 2026-12-08 02:00:00
 
 ``ledger_balances``: the sum of each partner's ledger entries per currency and account, kept in
 the same transaction as every entry, so balances and liability no longer sum the whole ledger
-(which every replay lengthens). Filled here from the entries already stored.
+(which every replay lengthens). Filled here from the entries already stored. The two indexes of
+``ledger_entries`` that served those sums (by partner, by program) go: nothing else reads by
+them, and a replay writes millions of entries, each one insertion per index.
 """
 
 from collections.abc import Sequence
@@ -40,8 +42,18 @@ def upgrade() -> None:
                sum(amount >> 32), sum(amount & 4294967295)
         FROM ledger_entries GROUP BY partner_id, currency, account"""
     )
+    op.drop_index("ix_ledger_entries_partner_id_currency_account", table_name="ledger_entries")
+    op.drop_index("ix_ledger_entries_program_id_account", table_name="ledger_entries")
 
 
 def downgrade() -> None:
+    op.create_index(
+        "ix_ledger_entries_program_id_account", "ledger_entries", ["program_id", "account"]
+    )
+    op.create_index(
+        "ix_ledger_entries_partner_id_currency_account",
+        "ledger_entries",
+        ["partner_id", "currency", "account"],
+    )
     op.drop_index("ix_ledger_balances_program_id", table_name="ledger_balances")
     op.drop_table("ledger_balances")
