@@ -55,8 +55,11 @@ from openpartner.core.ids import new_id
 from openpartner.db import scratch
 from openpartner.db.engine import create_engine
 from openpartner.db.migrate import upgrade
+from openpartner.db.sums import money_sum
 from openpartner.events.models import Event
 from openpartner.identity.models import IdentityEdge
+from openpartner.ledger.models import LedgerEntry
+from openpartner.ledger.service import program_balances
 from openpartner.partners.models import Partner
 from openpartner.programs.models import Program
 
@@ -564,6 +567,7 @@ def bench_backend(backend: str, args: argparse.Namespace, sizes: Sizes) -> list[
                 vacuum(engine, "commissions")
                 vacuum(engine, "ledger_entries")
             results.append(run_replay(url, program_id, model, "timed", engine, name, other))
+        liability(engine, program_id)
         return _checked(results)
     finally:
         engine.dispose()
@@ -586,6 +590,33 @@ def vacuum(engine: Engine, table: str = "") -> None:
         conn.exec_driver_sql(f"{'VACUUM ANALYZE' if pg else 'ANALYZE'} {table}".strip())
     if table:
         print(f"  (vacuum {table}: {time.perf_counter() - started:.1f} s, not timed)", flush=True)
+
+
+def liability(engine: Engine, program_id: str) -> None:
+    """The program's liability read as the API reads it (running balances), and for comparison
+    as it was read before issue 15 (a sum over every ledger entry), after the replays."""
+    with Session(engine) as session:
+        entries = session.scalar(
+            sa.select(sa.func.count())
+            .select_from(LedgerEntry)
+            .where(LedgerEntry.program_id == program_id)
+        )
+        started = time.perf_counter()
+        balances = program_balances(session, program_id)
+        running = time.perf_counter() - started
+        started = time.perf_counter()
+        session.execute(
+            sa.select(LedgerEntry.currency, LedgerEntry.account, *money_sum(LedgerEntry.amount))
+            .where(LedgerEntry.program_id == program_id)
+            .group_by(LedgerEntry.currency, LedgerEntry.account)
+        ).all()
+        summed = time.perf_counter() - started
+    owed = ", ".join(f"{b.owed:,} {b.currency}" for b in balances)
+    print(
+        f"  liability {owed or 'none'}: {running * 1000:.1f} ms from running balances, "
+        f"{summed * 1000:.1f} ms summing the {entries:,} ledger entries",
+        flush=True,
+    )
 
 
 def _checked(results: list[Timed]) -> list[Timed]:
