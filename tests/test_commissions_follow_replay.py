@@ -5,6 +5,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
+from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
 from openpartner.attribution.replay import replay
@@ -210,3 +211,21 @@ def test_flat_lead_commissions_follow_a_late_identify(session: Session, settings
         {a.id: 350, b.id: 150}
     )
     assert_books_balance(session)
+
+
+def test_replay_api_dry_run_answers_the_commission_effect(
+    client: TestClient, session: Session, settings: Settings
+) -> None:
+    program, a, b = two_touches(session)
+    replay(session, program.id, model="position", params={"first": 30, "last": 70}, dry_run=False)
+    record(session, settings, program, "lead", customer_id="c1")
+    session.commit()
+    response = client.post(
+        f"/v1/programs/{program.id}/attribution/replay",
+        json={"model": "position", "params": {"first": 90, "middle": 0, "last": 10}},
+    )
+    assert response.status_code == 200, response.text
+    assert [
+        (c["partner_id"], c["current"], c["replayed"], c["difference"])
+        for c in response.json()["commissions"]
+    ] == sorted([(a.id, 150, 450, 300), (b.id, 350, 50, -300)])

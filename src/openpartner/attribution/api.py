@@ -127,8 +127,10 @@ def replay_program(
 ) -> dict[str, Any]:
     """Re-derive the program's history under another model or window. With ``dry_run`` (the
     default) it only reports, per partner and currency, the current total, the replayed total
-    and the difference; otherwise it applies the change as a new config version effective from
-    ``since`` and rewrites the attributions (paid money becomes adjustments)."""
+    and the difference, of attributed amounts (``partners``) and of commissions owed
+    (``commissions``: live commissions plus their adjustments); otherwise it applies the change
+    as a new config version effective from ``since`` and rewrites the attributions, the
+    commissions following (paid money becomes adjustments)."""
     get_program(session, principal, program_id)
     report = replay(
         session,
