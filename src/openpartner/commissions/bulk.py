@@ -14,7 +14,7 @@ same work for thousands of events per round trip:
 3. decide per (event, partner) exactly as ``service._sync`` / ``service._reconcile`` do: create,
    adjust in place, reverse, reopen, or book an :class:`Adjustment` for money that has moved;
 4. write the new commissions, the updates, the adjustments, the audit rows and the ledger legs
-   in a handful of bulk statements.
+   in a handful of bulk statements (steps 3 and 4: ``bulk_writes.py``).
 
 Shares come either from rows in hand (the per-event replay derives them in Python) or from SQL
 (:func:`sync_where`: the set-based replay's ``replay_rows``, before it touches ``attributions``,
@@ -35,43 +35,25 @@ from typing import Any, cast
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from openpartner.commissions.bulk_writes import Facts as Facts
+from openpartner.commissions.bulk_writes import Writes, create, reconcile, write
 from openpartner.commissions.models import (
     Adjustment,
     Commission,
-    CommissionAudit,
     CommissionRuleVersion,
 )
 from openpartner.commissions.rules import Earning, Rule, Share, after_refunds, earnings
 from openpartner.commissions.rulesets import matures_at
-from openpartner.commissions.service import ATTRIBUTION_ACTOR
-from openpartner.core.ids import new_ids
 from openpartner.core.time import utc_now
 from openpartner.db import bulk
 from openpartner.db.base import UTCDateTime
 from openpartner.events.models import Event
-from openpartner.ledger import accounts
-from openpartner.ledger.service import post_many
 from openpartner.programs.models import Program
 
 log = logging.getLogger(__name__)
 CHUNK = 5_000
 """Events per round of reads and writes: lists of ids stay well under SQLite's parameter limit."""
 _COMMISSIONS = cast(sa.Table, Commission.__table__)
-_AUDIT = cast(sa.Table, CommissionAudit.__table__)
-_ADJUSTMENTS = cast(sa.Table, Adjustment.__table__)
-
-
-@dataclass(frozen=True, slots=True)
-class Facts:
-    """An event as its commissions see it."""
-
-    id: str
-    seq: int
-    type: str
-    customer_id: str | None
-    occurred_at: datetime
-    amount: int | None
-    currency: str | None
 
 
 Key = tuple[str, str]  # (partner, currency)
@@ -242,76 +224,6 @@ def _runner(session: Session, params: Mapping[str, Any]) -> Any:
     return run
 
 
-@dataclass
-class _Writes:
-    """Everything one chunk writes, in bulk."""
-
-    now: datetime
-    new: list[dict[str, Any]] = field(default_factory=list)
-    updates: list[dict[str, Any]] = field(default_factory=list)
-    """State and amount of existing commissions (one statement shape)."""
-    explains: list[dict[str, Any]] = field(default_factory=list)
-    """Their explanation: base amount, rule, rule version."""
-    adjustments: list[dict[str, Any]] = field(default_factory=list)
-    audits: list[dict[str, Any]] = field(default_factory=list)
-    moves: list[tuple[str, dict[str, Any], int, str, str]] = field(default_factory=list)
-    """(kind, references, amount, debit account, credit account)."""
-
-    def state(
-        self,
-        commission_id: str,
-        status: str,
-        amount: int,
-        reversed_at: datetime | None,
-        reversed_by: str | None,
-        reason: str | None,
-    ) -> None:
-        self.updates.append(
-            {
-                "id": commission_id,
-                "status": status,
-                "amount": amount,
-                "reversed_at": reversed_at,
-                "reversed_by": reversed_by,
-                "reason": reason,
-                "updated_at": self.now,
-            }
-        )
-
-    def explain(self, commission_id: str, target: Earning, version_id: str | None) -> None:
-        self.explains.append(
-            {
-                "id": commission_id,
-                "base_amount": target.base_amount,
-                "rule": target.rule.as_dict(),
-                "rule_version_id": version_id,
-                "updated_at": self.now,
-            }
-        )
-
-    def audit(
-        self,
-        commission_id: str,
-        action: str,
-        from_status: str | None,
-        to_status: str,
-        delta: int,
-        reason: str | None = None,
-    ) -> None:
-        self.audits.append(
-            {
-                "commission_id": commission_id,
-                "action": action,
-                "from_status": from_status,
-                "to_status": to_status,
-                "amount_delta": delta,
-                "actor": ATTRIBUTION_ACTOR,
-                "reason": reason,
-                "at": self.now,
-            }
-        )
-
-
 def _sync_chunk(
     session: Session,
     program: Program,
@@ -339,7 +251,7 @@ def _sync_chunk(
     for loaded in session.execute(stmt, {"ids": ids}):
         existing[loaded.event_id][loaded.partner_id] = loaded
     adjusted = _adjusted(session, [c.id for by in existing.values() for c in by.values()], pg)
-    writes = _Writes(utc_now())
+    writes = Writes(utc_now())
     for event in events:
         targets, version_id = _targets(event, shares.get(event.id, {}), book, refunded, first)
         mine = existing.get(event.id, {})
@@ -350,7 +262,15 @@ def _sync_chunk(
             if commission is None:
                 if target is not None and target.amount > 0:
                     changed = True
-                    _create(writes, book, program, event, partner_id, target, version_id)
+                    create(
+                        writes,
+                        book.matures_at(version_id, event.occurred_at),
+                        program,
+                        event,
+                        partner_id,
+                        target,
+                        version_id,
+                    )
                     if effect is not None:
                         effect.add((partner_id, target.currency), 0, target.amount)
                 continue
@@ -365,14 +285,14 @@ def _sync_chunk(
                 )
                 after = before
             else:
-                after = _reconcile(writes, event, commission, target, version_id, moved)
+                after = reconcile(writes, event, commission, target, version_id, moved)
             if effect is not None:
                 effect.add((partner_id, commission.currency), before, after)
             changed = changed or after != before
         if effect is not None and changed:
             effect.events += 1
     if not dry_run:
-        _write(session, writes)
+        write(session, writes)
 
 
 def _targets(
@@ -413,142 +333,6 @@ def _targets(
     return gross, version_id
 
 
-def _create(
-    writes: _Writes,
-    book: RuleBook,
-    program: Program,
-    event: Facts,
-    partner_id: str,
-    target: Earning,
-    version_id: str | None,
-) -> None:
-    """``service._create``: a pending commission and its accrual."""
-    row = {
-        "id": "",  # made in bulk when written
-        "program_id": program.id,
-        "partner_id": partner_id,
-        "event_id": event.id,
-        "event_type": event.type,
-        "amount": target.amount,
-        "currency": target.currency,
-        "base_amount": target.base_amount,
-        "rule_version_id": version_id,
-        "rule": target.rule.as_dict(),
-        "status": "pending",
-        "matures_at": book.matures_at(version_id, event.occurred_at),
-        "created_at": writes.now,
-        "updated_at": writes.now,
-    }
-    writes.new.append(row)
-    refs = _refs(program.id, partner_id, target.currency, row, event.id)
-    writes.moves.append(("accrual", refs, target.amount, accounts.EXPENSE, accounts.PENDING))
-    writes.audits.append(
-        {
-            "commission_id": row,  # resolved to the id when written
-            "action": "accrued",
-            "from_status": None,
-            "to_status": "pending",
-            "amount_delta": target.amount,
-            "actor": ATTRIBUTION_ACTOR,
-            "reason": None,
-            "at": writes.now,
-        }
-    )
-
-
-def _refs(
-    program_id: str,
-    partner_id: str,
-    currency: str,
-    commission: dict[str, Any] | str,
-    event_id: str,
-) -> dict[str, Any]:
-    return {
-        "program_id": program_id,
-        "partner_id": partner_id,
-        "currency": currency,
-        "commission_id": commission,
-        "event_id": event_id,
-        "adjustment_id": None,
-    }
-
-
-def _reconcile(
-    writes: _Writes,
-    event: Facts,
-    c: Any,
-    target: Earning | None,
-    version_id: str | None,
-    adjusted: int,
-) -> int:
-    """``service._reconcile`` for a change of attribution; returns what the commission owes
-    after it (amount, or nothing when reversed, plus adjustments)."""
-    amount = target.amount if target is not None else 0
-    refs = _refs(c.program_id, c.partner_id, c.currency, c.id, event.id)
-    if c.status == "reversed":
-        if c.reversed_by == ATTRIBUTION_ACTOR and amount > 0 and target is not None:
-            writes.state(c.id, "pending", amount, None, None, None)
-            writes.explain(c.id, target, version_id)
-            writes.moves.append(("accrual", refs, amount, accounts.EXPENSE, accounts.PENDING))
-            writes.audit(c.id, "reopened", "reversed", "pending", amount)
-            return amount + adjusted
-        return adjusted
-    delta: int = amount - (int(c.amount) + adjusted)
-    moved = c.status == "paid" or c.payout_id is not None
-    if delta == 0:
-        # The rule follows from the version, the event type and the partner: it changes only
-        # with them (so the stored rule is not read back, a JSON document per commission).
-        if (
-            target is not None
-            and not moved
-            and (c.base_amount, c.rule_version_id) != (target.base_amount, version_id)
-        ):
-            writes.explain(c.id, target, version_id)
-        return int(c.amount) + adjusted
-    if moved or adjusted:
-        writes.adjustments.append(
-            {
-                "id": "",
-                "program_id": c.program_id,
-                "partner_id": c.partner_id,
-                "amount": delta,
-                "currency": c.currency,
-                "reason": "attribution",
-                "commission_id": c.id,
-                "event_id": event.id,
-                "source_payout_id": None,
-                "payout_id": None,
-                "actor": ATTRIBUTION_ACTOR,
-                "created_at": writes.now,
-            }
-        )
-        adjustment = writes.adjustments[-1]
-        writes.moves.append(
-            (
-                "adjustment",
-                {**refs, "adjustment_id": adjustment},
-                delta,
-                accounts.EXPENSE,
-                accounts.APPROVED,
-            )
-        )
-        writes.audit(c.id, "adjusted_after_payment", c.status, c.status, delta)
-        return int(c.amount) + adjusted + delta
-    kind = "accrual" if delta > 0 else "reversal"
-    writes.moves.append((kind, refs, delta, accounts.EXPENSE, accounts.liability_for(c.status)))
-    if amount == 0:
-        writes.state(
-            c.id, "reversed", c.amount, writes.now, ATTRIBUTION_ACTOR, "Attribution moved."
-        )
-        writes.audit(c.id, "reversed", c.status, "reversed", delta, "Attribution moved.")
-        return 0
-    writes.state(c.id, c.status, amount, None, None, c.reason)
-    if target is not None:
-        writes.explain(c.id, target, version_id)
-    writes.audit(c.id, "adjusted", c.status, c.status, delta, "attribution")
-    return amount
-
-
 _READ = (
     "id",
     "program_id",
@@ -563,34 +347,6 @@ _READ = (
     "base_amount",
     "rule_version_id",
 )
-
-
-def _write(session: Session, writes: _Writes) -> None:
-    for row, id_ in zip(writes.new, new_ids("com", len(writes.new)), strict=True):
-        row["id"] = id_
-    for row, id_ in zip(writes.adjustments, new_ids("adj", len(writes.adjustments)), strict=True):
-        row["id"] = id_
-    for audit, id_ in zip(writes.audits, new_ids("aud", len(writes.audits)), strict=True):
-        audit["id"] = id_
-        if isinstance(audit["commission_id"], dict):
-            audit["commission_id"] = audit["commission_id"]["id"]
-    bulk.copy_rows(session, _COMMISSIONS, writes.new)
-    bulk.copy_rows(session, _ADJUSTMENTS, writes.adjustments)
-    if writes.updates or writes.explains:
-        # The ORM must not write its stale copies over these rows later.
-        session.flush()
-        bulk.update_rows(session, _COMMISSIONS, "id", writes.updates)
-        bulk.update_rows(session, _COMMISSIONS, "id", writes.explains)
-        updated = {u["id"] for u in writes.updates} | {u["id"] for u in writes.explains}
-        for loaded in list(session.identity_map.values()):
-            if isinstance(loaded, Commission) and loaded.id in updated:
-                session.expire(loaded)
-    bulk.copy_rows(session, _AUDIT, writes.audits)
-    moves = []
-    for kind, refs, amount, debit, credit in writes.moves:
-        resolved = {k: (v["id"] if isinstance(v, dict) else v) for k, v in refs.items()}
-        moves.append((kind, resolved, amount, debit, credit))
-    post_many(session, ATTRIBUTION_ACTOR, moves, writes.now)
 
 
 def _refunded(session: Session, ids: Sequence[str], pg: bool) -> dict[str, int]:
