@@ -27,6 +27,7 @@ from openpartner.commissions.models import Adjustment, Commission
 from openpartner.db.sums import combine, is_nonzero, money_sum
 from openpartner.ledger import accounts
 from openpartner.ledger.models import LedgerBalance, LedgerEntry
+from openpartner.ledger.service import pending_balances
 from openpartner.payouts.models import Payout, PayoutItem
 
 Key = tuple[str, str, str]  # (partner, currency, account)
@@ -218,10 +219,11 @@ def _running_balances(session: Session) -> list[Problem]:
             ).group_by(LedgerEntry.partner_id, LedgerEntry.currency, LedgerEntry.account)
         )
     }
-    kept: dict[Key, int] = {
-        (b.partner_id, b.currency, b.account): b.amount
-        for b in session.scalars(sa.select(LedgerBalance).execution_options(populate_existing=True))
-    }
+    kept: dict[Key, int] = defaultdict(int)
+    for b in session.scalars(sa.select(LedgerBalance).execution_options(populate_existing=True)):
+        kept[(b.partner_id, b.currency, b.account)] += b.amount
+    for key, (_, high, low) in pending_balances(session).items():  # this transaction's own
+        kept[key] += combine(high, low)
     return [
         Problem(
             "running_balance_mismatch",

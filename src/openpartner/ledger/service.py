@@ -1,10 +1,10 @@
 """Posting balanced transactions, and every balance from the running balances.
 
-Every posting adds its legs to ``ledger_balances`` in the same statement group, so a partner's
+Every posting adds its legs to ``ledger_balances`` in the same transaction, so a partner's
 balance (and a program's liability) is a read of a few rows, not a sum over a ledger that every
-replay lengthens. Each posting updates its keys in one order (partner, currency, account), and
-holds those rows locked until commit on PostgreSQL: writers of one partner's money serialize on
-them, as they do on the partner's commissions already."""
+replay lengthens. A transaction's balance changes are written together just before it commits,
+all keys in one order (partner, currency, account), so two transactions never lock balance rows
+in opposite orders, and the rows stay locked only from there to the commit."""
 
 from __future__ import annotations
 
@@ -15,8 +15,9 @@ from datetime import datetime
 from typing import Any, cast
 
 import sqlalchemy as sa
+from sqlalchemy import event
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, SessionTransaction
 
 from openpartner.core.ids import new_id, new_ids
 from openpartner.db.bulk import copy_rows
@@ -106,17 +107,28 @@ class Balance:
         return self.pending + self.approved + self.processing
 
 
-def _sums(session: Session, *where: sa.ColumnElement[bool]) -> dict[str, dict[str, int]]:
+def _sums(
+    session: Session, *, partner_id: str | None = None, program_id: str | None = None
+) -> dict[str, dict[str, int]]:
     """Per currency and account, from the running balances: a few rows per partner, whatever
-    the ledger's length (summed here, exactly: a total need not fit one BIGINT)."""
+    the ledger's length (summed here, exactly: a total need not fit one BIGINT), plus this
+    transaction's own postings not yet written."""
+    where = (
+        LedgerBalance.partner_id == partner_id
+        if partner_id is not None
+        else LedgerBalance.program_id == program_id
+    )
     rows = session.execute(
         sa.select(
             LedgerBalance.currency, LedgerBalance.account, LedgerBalance.high, LedgerBalance.low
-        ).where(*where)
+        ).where(where)
     )
     out: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for currency, account, high, low in rows:
         out[currency][account] += combine(high, low)
+    for (partner, currency, account), (program, high, low) in pending_balances(session).items():
+        if partner == partner_id or (partner_id is None and program == program_id):
+            out[currency][account] += combine(high, low)
     return out
 
 
@@ -135,12 +147,12 @@ def _balances(sums: dict[str, dict[str, int]]) -> list[Balance]:
 
 
 def partner_balances(session: Session, partner_id: str) -> list[Balance]:
-    return _balances(_sums(session, LedgerBalance.partner_id == partner_id))
+    return _balances(_sums(session, partner_id=partner_id))
 
 
 def program_balances(session: Session, program_id: str) -> list[Balance]:
     """The program's totals per currency; ``owed`` is its liability to partners."""
-    return _balances(_sums(session, LedgerBalance.program_id == program_id))
+    return _balances(_sums(session, program_id=program_id))
 
 
 _ENTRIES = cast(sa.Table, LedgerEntry.__table__)
@@ -192,14 +204,38 @@ _BALANCES = cast(sa.Table, LedgerBalance.__table__)
 
 
 def add_to_balances(session: Session, entries: Iterable[Mapping[str, Any]]) -> None:
-    """Add ledger entries (column values) to the running balances: one upsert per call, keys
-    in sorted order (the order every posting locks them in)."""
+    """Queue ledger entries (column values) for the running balances. They reach the table
+    in :func:`apply_balances`, just before the transaction commits, all keys in one sorted
+    order: a transaction that posts for partners A then B and another for B then A would
+    otherwise lock A's and B's rows in opposite orders and deadlock."""
+    pending: list[dict[tuple[str, str, str], list[Any]]] = session.info.setdefault(_PENDING, [])
     totals: dict[tuple[str, str, str], list[Any]] = {}
     for e in entries:
         key = (e["partner_id"], e["currency"], e["account"])
         total = totals.setdefault(key, [e["program_id"], 0, 0])
         total[1] += e["amount"] >> _SHIFT
         total[2] += e["amount"] & _LOW
+    if totals:
+        pending.append(totals)
+
+
+def pending_balances(session: Session) -> dict[tuple[str, str, str], list[Any]]:
+    """This transaction's queued changes per (partner, currency, account): [program, high, low]."""
+    merged: dict[tuple[str, str, str], list[Any]] = {}
+    for totals in session.info.get(_PENDING, ()):
+        for key, (program_id, high, low) in totals.items():
+            total = merged.setdefault(key, [program_id, 0, 0])
+            total[1] += high
+            total[2] += low
+    return merged
+
+
+def apply_balances(session: Session) -> None:
+    """Write the queued balance changes: one upsert, keys in sorted order. Only when the whole
+    transaction commits: inside a savepoint, the write could be rolled back with changes queued
+    before it; readers add the queue to what they read instead (:func:`pending_balances`)."""
+    merged = pending_balances(session)
+    session.info.pop(_PENDING, None)
     rows = [
         {
             "partner_id": partner_id,
@@ -209,7 +245,7 @@ def add_to_balances(session: Session, entries: Iterable[Mapping[str, Any]]) -> N
             "high": high,
             "low": low,
         }
-        for (partner_id, currency, account), (program_id, high, low) in sorted(totals.items())
+        for (partner_id, currency, account), (program_id, high, low) in sorted(merged.items())
         if high or low
     ]
     if not rows:
@@ -224,6 +260,38 @@ def add_to_balances(session: Session, entries: Iterable[Mapping[str, Any]]) -> N
         },
     )
     session.execute(stmt, rows)
+
+
+_PENDING = "openpartner.ledger.pending_balances"
+_MARKS = "openpartner.ledger.savepoint_marks"
+
+
+@event.listens_for(Session, "before_commit")
+def _apply_before_commit(session: Session) -> None:
+    apply_balances(session)
+
+
+@event.listens_for(Session, "after_transaction_create")
+def _mark_savepoint(session: Session, transaction: SessionTransaction) -> None:
+    # Changes queued inside a savepoint that rolls back must go with it.
+    if transaction.nested:
+        marks = session.info.setdefault(_MARKS, {})
+        marks[id(transaction)] = len(session.info.get(_PENDING, ()))
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _forget_rolled_back(session: Session, previous: SessionTransaction) -> None:
+    mark = session.info.get(_MARKS, {}).pop(id(previous), None)
+    if previous.nested and mark is not None:
+        del session.info.get(_PENDING, [])[mark:]
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _forget_ended(session: Session, transaction: SessionTransaction) -> None:
+    # Committed: already written; rolled back or closed: never to be written.
+    if transaction.parent is None:
+        session.info.pop(_PENDING, None)
+        session.info.pop(_MARKS, None)
 
 
 _SHIFT, _LOW = 32, 0xFFFFFFFF  # as db.sums: a balance is kept as the sums of the two halves
