@@ -9,6 +9,7 @@ JSON bodies are checked before routing, by ``api/limits.py``.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Annotated, Any, ClassVar, Union, get_args, get_origin
@@ -57,7 +58,7 @@ class RequestModel(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _refuse_unsafe_input(cls, data: Any) -> Any:
-        if isinstance(data, dict):
+        if isinstance(data, dict) and not _clearly_safe(data):
             errors = list(_unsafe(data, cls.free_text_fields, cls.checked_per_item))
             if errors:
                 raise ValidationError.from_exception_data(cls.__name__, errors)
@@ -75,6 +76,22 @@ def _marked(annotation: Any) -> bool:
     if get_origin(annotation) is Union or type(annotation).__name__ == "UnionType":
         return any(_marked(arg) for arg in get_args(annotation))
     return False
+
+
+_SUSPECT = re.compile(rb"\\(?:u00[01]|u[dD][89a-fA-F]|[bfnrt])")
+"""In JSON, every control character and surrogate a string holds is escaped; this finds every
+escape that may be one (an escaped backslash followed by ``n`` matches too: it only costs the
+full walk)."""
+
+
+def _clearly_safe(data: dict[Any, Any]) -> bool:
+    """True when ``data`` cannot hold a refused character or nest too deep: the common body,
+    told from its JSON (serialised in Rust) in about a tenth of the walk's time."""
+    try:
+        raw = to_json(data)
+    except Exception:  # anything it cannot serialise is left to the walk
+        return False
+    return _SUSPECT.search(raw) is None and raw.count(b"[") + raw.count(b"{") <= MAX_DEPTH
 
 
 def _unsafe(
